@@ -1,0 +1,47 @@
+"""catdog: two-stage MobileNetV2 transfer learning with Keras 3.
+
+Importing catdog registers its layers and model with Keras, so
+`keras.saving.load_model("model.keras")` works after `import catdog`.
+"""
+
+import os
+
+# TensorFlow's C++ INFO/WARNING logs drown the progress bars; set it to 0 to see them.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from catdog.backbone import DEFAULT_FINE_TUNE_AT, build_mobilenet_v2
+from catdog.callbacks import FineTuneSwitch, replace_optimizer
+from catdog.config import TrainConfig
+from catdog.errors import (
+    CatdogError,
+    ConfigError,
+    DataError,
+    ModelFileError,
+    WeightsUnavailableError,
+)
+from catdog.layers import ImageAugmentation, ImagePreprocessor
+from catdog.loading import load_model
+from catdog.model import CatDogClassifier
+from catdog.training import TrainResult, compile_for_stage_one, train
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CatDogClassifier",
+    "CatdogError",
+    "ConfigError",
+    "DataError",
+    "DEFAULT_FINE_TUNE_AT",
+    "FineTuneSwitch",
+    "ImageAugmentation",
+    "ImagePreprocessor",
+    "ModelFileError",
+    "TrainConfig",
+    "TrainResult",
+    "WeightsUnavailableError",
+    "build_mobilenet_v2",
+    "compile_for_stage_one",
+    "load_model",
+    "replace_optimizer",
+    "train",
+]

@@ -1,0 +1,5 @@
+import sys
+
+from catdog.cli import main
+
+sys.exit(main())

@@ -1,0 +1,60 @@
+"""Writing run artifacts atomically: a crash leaves the old file or the new one."""
+
+import json
+import os
+import tempfile
+
+
+def _temporary_beside(path, suffix=""):
+    directory = os.path.dirname(os.path.abspath(path)) or "."
+    os.makedirs(directory, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(
+        prefix=f".{os.path.basename(path)}.", suffix=f".tmp{suffix}", dir=directory
+    )
+    os.close(handle)
+    return temporary
+
+
+def replace_atomically(path, write):
+    """Call `write(temporary_path)`, then move the result over `path`.
+
+    The temporary file sits in the same folder (same file system), so the
+    final `os.replace` is atomic; it is fsynced first so a power cut does not
+    leave an empty file behind the new name.
+    """
+    suffix = os.path.splitext(path)[1]
+    temporary = _temporary_beside(path, suffix)
+    try:
+        write(temporary)
+        with open(temporary, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+
+
+def write_text(path, text):
+    def write(temporary):
+        with open(temporary, "w", encoding="utf-8") as handle:
+            handle.write(text)
+
+    replace_atomically(path, write)
+
+
+def write_json(path, data):
+    write_text(path, json.dumps(data, indent=2, sort_keys=False, default=_jsonable) + "\n")
+
+
+def save_model(model, path):
+    """`model.save(path)` without ever leaving a half-written `.keras` file."""
+    replace_atomically(path, model.save)
+
+
+def _jsonable(value):
+    if hasattr(value, "item"):
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)

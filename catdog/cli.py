@@ -1,0 +1,221 @@
+"""The `catdog` command line: train, predict, evaluate.
+
+Errors a user can fix are one line on stderr and exit code 2; nothing here
+prints a traceback unless CATDOG_DEBUG=1.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+EXIT_USAGE = 2
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line, not a usage dump."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def positive_int(text):
+    value = _parse(int, text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def non_negative_int(text):
+    value = _parse(int, text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def positive_float(text):
+    value = _parse(float, text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def probability(text):
+    value = _parse(float, text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def weights_choice(text):
+    if text.lower() == "imagenet":
+        return "imagenet"
+    if text.lower() == "none":
+        return None
+    if os.path.isfile(text):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"{text!r} is not imagenet, none, or an existing weights file"
+    )
+
+
+def layer_choice(text):
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
+def _parse(kind, text):
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text}") from None
+
+
+def build_parser():
+    from catdog.config import TrainConfig
+
+    defaults = TrainConfig()
+    parser = OneLineParser(
+        prog="catdog",
+        description="Two-stage MobileNetV2 transfer learning for cats vs dogs.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    commands.required = True
+
+    train = commands.add_parser("train", help="train a model and write a run folder")
+    train.add_argument("--data", default=defaults.data, help="tfds:cats_vs_dogs or a folder with cat(s)/ and dog(s)/ (default: %(default)s)")
+    train.add_argument("--val-data", help="separate validation folder (default: a seeded split of --data)")
+    train.add_argument("--val-split", type=probability, default=defaults.val_split, help="validation fraction when splitting a folder (default: %(default)s)")
+    train.add_argument("--out", required=True, help="run folder for model.keras, history.json, curves.png")
+    train.add_argument("--image-size", type=positive_int, default=defaults.image_size)
+    train.add_argument("--batch-size", type=positive_int, default=defaults.batch_size)
+    train.add_argument("--epochs", type=non_negative_int, default=defaults.epochs, help="stage-1 epochs, backbone frozen (default: %(default)s)")
+    train.add_argument("--fine-tune-epochs", type=non_negative_int, default=defaults.fine_tune_epochs, help="stage-2 epochs (default: %(default)s)")
+    train.add_argument("--fine-tune-at", type=layer_choice, default=defaults.fine_tune_at, help="first backbone layer trained in stage 2, index or name (default: %(default)s)")
+    train.add_argument("--lr", type=positive_float, default=defaults.learning_rate, help="stage-1 learning rate (default: %(default)s)")
+    train.add_argument("--fine-tune-lr", type=positive_float, default=defaults.fine_tune_learning_rate, help="stage-2 learning rate (default: %(default)s)")
+    train.add_argument("--weights", type=weights_choice, default="imagenet", help="imagenet, none, or a backbone weights file (default: imagenet)")
+    train.add_argument("--no-augmentation", action="store_true", help="train without flip/rotation/zoom")
+    train.add_argument("--limit", type=positive_int, help="use at most N training images")
+    train.add_argument("--seed", type=int, default=defaults.seed)
+    train.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    train.add_argument("--resume", action="store_true", help="continue an unfinished run in --out (the default when one is found)")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    predict = commands.add_parser("predict", help="P(dog) for image files and folders")
+    predict.add_argument("model", help="a catdog .keras file")
+    predict.add_argument("paths", nargs="+", metavar="IMAGE_OR_DIR")
+    predict.add_argument("--json", action="store_true", help="one JSON object per line")
+    predict.add_argument("--batch-size", type=positive_int, default=32)
+    predict.add_argument("--threshold", type=probability, default=0.5)
+
+    evaluate = commands.add_parser("evaluate", help="accuracy and loss on a labelled folder")
+    evaluate.add_argument("model", help="a catdog .keras file")
+    evaluate.add_argument("--data", required=True, help="folder with cat(s)/ and dog(s)/")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.add_argument("--batch-size", type=positive_int, default=32)
+    evaluate.add_argument("--threshold", type=probability, default=0.5)
+    return parser
+
+
+def run_train(args):
+    from catdog.config import TrainConfig
+    from catdog.training import train
+
+    config = TrainConfig(
+        data=args.data,
+        val_data=args.val_data,
+        val_split=args.val_split,
+        out=args.out,
+        image_size=args.image_size,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        fine_tune_epochs=args.fine_tune_epochs,
+        fine_tune_at=args.fine_tune_at,
+        learning_rate=args.lr,
+        fine_tune_learning_rate=args.fine_tune_lr,
+        weights=args.weights,
+        augmentation=not args.no_augmentation,
+        limit=args.limit,
+        seed=args.seed,
+        overwrite=args.overwrite,
+        resume=True,
+        verbose=0 if args.quiet else 1,
+    )
+    result = train(config)
+    final = result.final
+    print(
+        f"catdog: trained {len(result.history)} epochs in {result.seconds:.0f} s; "
+        f"val_accuracy {final.get('val_accuracy', float('nan')):.4f}; "
+        f"model: {os.path.join(result.run_dir, 'model.keras')}"
+    )
+    return 0
+
+
+def run_predict(args):
+    from catdog.inference import predict_files
+    from catdog.loading import load_model
+
+    model = load_model(args.model)
+    predictions, skipped = predict_files(model, args.paths, args.batch_size, args.threshold)
+    for prediction in predictions:
+        if args.json:
+            print(json.dumps(prediction.to_dict()))
+        else:
+            print(f"{prediction.path}\t{prediction.label}\t{prediction.p_dog:.4f}")
+    for item in skipped:
+        print(f"catdog: skipped {item.path}: {item.reason}", file=sys.stderr)
+    if not predictions:
+        print("catdog: error: no image could be read", file=sys.stderr)
+        return EXIT_USAGE
+    return 0
+
+
+def run_evaluate(args):
+    from catdog.inference import labelled_folder, probabilities
+    from catdog.loading import load_model
+    from catdog.metrics import basic_metrics
+
+    model = load_model(args.model)
+    dataset, labels, manifest = labelled_folder(args.data, model.image_size, args.batch_size)
+    metrics = basic_metrics(labels, probabilities(model, dataset), args.threshold)
+    metrics["n_skipped"] = len(manifest.skipped)
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        print(
+            f"accuracy {metrics['accuracy']:.4f}  loss {metrics['loss']:.4f}  "
+            f"images {metrics['n_images']}  skipped {metrics['n_skipped']}"
+        )
+    return 0
+
+
+COMMANDS = {"train": run_train, "predict": run_predict, "evaluate": run_evaluate}
+
+
+def main(argv=None):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = build_parser().parse_args(argv)
+    from catdog.errors import CatdogError
+
+    try:
+        return COMMANDS[args.command](args)
+    except CatdogError as error:
+        print(f"catdog: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("catdog: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # last resort: one line, traceback on request
+        if os.environ.get("CATDOG_DEBUG"):
+            raise
+        message = (str(error).strip().splitlines() or [""])[0][:300]
+        print(
+            f"catdog: unexpected error: {type(error).__name__}: {message} "
+            "(set CATDOG_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""The training recipe as one plain, serializable object."""
+
+import dataclasses
+from dataclasses import dataclass
+
+from catdog.backbone import DEFAULT_FINE_TUNE_AT
+from catdog.callbacks import DEFAULT_FINE_TUNE_LEARNING_RATE
+from catdog.errors import ConfigError
+
+#: Stage-1 learning rate (Adam): the head starts from scratch.
+DEFAULT_LEARNING_RATE = 1e-3
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on; saved as `config.json` in the run.
+
+    `epochs` is the number of stage-1 (head only) epochs and
+    `fine_tune_epochs` the number of stage-2 epochs that follow in the same
+    `fit()`.
+    """
+
+    data: str = "tfds:cats_vs_dogs"
+    out: str = "runs/catdog"
+    val_data: str | None = None
+    val_split: float = 0.2
+    image_size: int = 224
+    batch_size: int = 32
+    epochs: int = 3
+    fine_tune_epochs: int = 3
+    fine_tune_at: int | str = DEFAULT_FINE_TUNE_AT
+    learning_rate: float = DEFAULT_LEARNING_RATE
+    fine_tune_learning_rate: float = DEFAULT_FINE_TUNE_LEARNING_RATE
+    weights: str | None = "imagenet"
+    alpha: float = 1.0
+    dropout: float = 0.2
+    augmentation: bool = True
+    limit: int | None = None
+    seed: int = 0
+    overwrite: bool = False
+    resume: bool = True
+    verbose: int = 1
+
+    def __post_init__(self):
+        positive = ("image_size", "batch_size")
+        for name in positive:
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        for name in ("epochs", "fine_tune_epochs"):
+            if int(getattr(self, name)) < 0:
+                raise ConfigError(f"{name.replace('_', '-')} must be 0 or more, got {getattr(self, name)}")
+        if self.epochs + self.fine_tune_epochs < 1:
+            raise ConfigError("nothing to train: epochs and fine-tune-epochs are both 0")
+        if self.image_size < 32:
+            raise ConfigError(f"image-size must be at least 32 (MobileNetV2), got {self.image_size}")
+        for name in ("learning_rate", "fine_tune_learning_rate"):
+            if not float(getattr(self, name)) > 0:
+                raise ConfigError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"limit must be at least 1, got {self.limit}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def total_epochs(self):
+        return self.epochs + self.fine_tune_epochs
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values):
+        known = {field.name for field in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in known})

@@ -1,0 +1,92 @@
+"""Turning image files into RGB uint8 arrays of one size, fast and forgivingly.
+
+Two decoders: TensorFlow's (in-graph, parallel, used for the common files)
+and Pillow's (for what TensorFlow cannot do right: WebP, TIFF, CMYK JPEGs,
+EXIF-rotated photos). `catdog.data.inspect` decides which file takes which.
+"""
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image, ImageOps
+
+from catdog.layers.preprocessing import as_size_pair
+
+#: JPEG DCT scaling factors libjpeg supports; decoding at 1/2..1/8 size is far
+#: cheaper than decoding in full and resizing.
+_DCT_RATIOS = (8, 4, 2)
+
+
+def resize_uint8(image, image_size):
+    """Bilinear resize to `image_size`, rounded back to uint8 pixels."""
+    resized = tf.image.resize(image, as_size_pair(image_size), method="bilinear")
+    return tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8)
+
+
+def decode_jpeg_scaled(contents, image_size):
+    """Decode a JPEG at the smallest DCT scale still at least `image_size`."""
+    height, width = as_size_pair(image_size)
+    shape = tf.image.extract_jpeg_shape(contents)
+    fits = tf.minimum(shape[0] // height, shape[1] // width)
+    branches = [
+        (fits >= ratio, lambda r=ratio: tf.io.decode_jpeg(contents, channels=3, ratio=r))
+        for ratio in _DCT_RATIOS
+    ]
+    return tf.case(
+        branches,
+        default=lambda: tf.io.decode_jpeg(contents, channels=3),
+        exclusive=False,
+    )
+
+
+def decode_tf(contents, image_size=None):
+    """In-graph decode of JPEG/PNG/GIF/BMP bytes to RGB uint8 (first GIF frame)."""
+    if image_size is None:
+        image = tf.io.decode_image(contents, channels=3, expand_animations=False)
+    else:
+        image = tf.cond(
+            tf.io.is_jpeg(contents),
+            lambda: decode_jpeg_scaled(contents, image_size),
+            lambda: tf.io.decode_image(contents, channels=3, expand_animations=False),
+        )
+    image.set_shape([None, None, 3])
+    return image
+
+
+def decode_pil(path, image_size=None):
+    """Pillow decode to RGB uint8, honouring EXIF orientation; alpha on white.
+
+    With `image_size`, JPEGs decode at a reduced DCT scale no smaller than it.
+    """
+    with Image.open(path) as image:
+        if image_size is not None and image.format == "JPEG":
+            height, width = as_size_pair(image_size)
+            image.draft("RGB", (width, height))  # DCT scaling, like decode_tf
+        image = ImageOps.exif_transpose(image)
+        if image.mode in ("RGBA", "LA", "PA") or (
+            image.mode == "P" and "transparency" in image.info
+        ):
+            rgba = image.convert("RGBA")
+            background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            image = Image.alpha_composite(background, rgba)
+        elif image.mode in ("I;16", "I;16B", "I;16L", "I"):
+            array = np.asarray(image, dtype=np.float64)
+            top = 65535.0 if array.max() > 255 else 255.0
+            image = Image.fromarray((array * (255.0 / top)).round().astype(np.uint8))
+        array = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    return array
+
+
+def load_image(path, image_size, use_pil):
+    """Graph op: a file path -> `image_size` RGB uint8, by the chosen decoder."""
+
+    def with_pil():
+        image = tf.numpy_function(
+            lambda p: decode_pil(p.decode(), image_size), [path], tf.uint8
+        )
+        image.set_shape([None, None, 3])
+        return image
+
+    def with_tf():
+        return decode_tf(tf.io.read_file(path), image_size)
+
+    return resize_uint8(tf.cond(use_pil, with_pil, with_tf), image_size)

@@ -1,0 +1,161 @@
+"""Decide, before training, which files are usable images and how to decode them.
+
+Checking every file up front (headers with Pillow, a full decode with
+TensorFlow where it will be the decoder) means a corrupt file is a line in a
+report instead of a crash in epoch 3, and the dataset's size is known.
+"""
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image, UnidentifiedImageError
+
+from catdog.data.decode import decode_pil, decode_tf
+
+#: Formats TensorFlow's own decoders read correctly in the common modes.
+TF_FORMATS = {"JPEG", "PNG", "GIF", "BMP"}
+_TF_MODES = {"RGB", "L", "P", "1"}
+_EXIF_ORIENTATION = 0x0112
+
+
+@dataclass
+class SkippedFile:
+    path: str
+    reason: str
+
+
+@dataclass
+class ImageManifest:
+    """Usable image files, their labels and decoders, and what was skipped."""
+
+    paths: list = field(default_factory=list)
+    labels: list = field(default_factory=list)
+    use_pil: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
+
+    def __len__(self):
+        return len(self.paths)
+
+    def counts(self):
+        from catdog.data.folders import CLASS_NAMES
+
+        return {name: self.labels.count(i) for i, name in enumerate(CLASS_NAMES)}
+
+    def subset(self, indices):
+        return ImageManifest(
+            [self.paths[i] for i in indices],
+            [self.labels[i] for i in indices],
+            [self.use_pil[i] for i in indices],
+            [],
+        )
+
+
+def choose_decoder(path):
+    """("tf" | "pil", None) for a probably-usable file, else (None, reason)."""
+    try:
+        if os.path.getsize(path) == 0:
+            return None, "empty file"
+        with Image.open(path) as image:
+            image_format, mode = image.format, image.mode
+            orientation = 1
+            if image_format == "JPEG":
+                orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+            transparent = "A" in mode or "transparency" in image.info
+            if image.width < 1 or image.height < 1:
+                return None, "image has no pixels"
+    except UnidentifiedImageError:
+        return None, "not an image (unknown format)"
+    except Image.DecompressionBombError:
+        return None, "image too large (decompression bomb guard)"
+    except (OSError, ValueError, SyntaxError) as error:
+        return None, f"unreadable: {_short(error)}"
+    if image_format == "JPEG" and not _has_jpeg_end(path):
+        return "pil", None  # truncated: let Pillow say so, without TF's log noise
+    if (
+        image_format in TF_FORMATS
+        and mode in _TF_MODES
+        and orientation == 1
+        and not transparent
+    ):
+        return "tf", None
+    return "pil", None
+
+
+def _has_jpeg_end(path, tail=4096):
+    """Whether a JPEG's end-of-image marker is near its end (not truncated)."""
+    with open(path, "rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        handle.seek(max(0, handle.tell() - tail))
+        return b"\xff\xd9" in handle.read()
+
+
+def pil_problem(path, image_size=None):
+    """None if Pillow decodes the whole file, else why not."""
+    try:
+        decode_pil(path, image_size)
+        return None
+    except Exception as error:  # any decoder failure means: skip this file
+        return _short(error)
+
+
+def tf_decodable(paths, image_size):
+    """Indices of `paths` that TensorFlow decodes in full, checked in parallel."""
+    if not paths:
+        return set()
+    path_tensor = tf.constant(paths)
+
+    def check(index):
+        image = decode_tf(tf.io.read_file(tf.gather(path_tensor, index)), image_size)
+        return index, tf.shape(image)
+
+    dataset = (
+        tf.data.Dataset.range(len(paths))
+        .map(check, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+        .ignore_errors()
+    )
+    return {int(index) for index, _ in dataset.as_numpy_iterator()}
+
+
+def inspect_files(paths, labels, image_size=None, workers=8):
+    """Sort files into decodable-by-TF, decodable-by-Pillow, and skipped."""
+    with ThreadPoolExecutor(workers) as pool:
+        choices = list(pool.map(choose_decoder, paths))
+    tf_indices = [i for i, (route, _) in enumerate(choices) if route == "tf"]
+    tf_ok = {tf_indices[j] for j in tf_decodable([paths[i] for i in tf_indices], image_size)}
+
+    def verdict(index):
+        route, reason = choices[index]
+        if route is None:
+            return None, reason
+        if route == "tf" and index in tf_ok:
+            return "tf", None
+        problem = pil_problem(paths[index], image_size)
+        return (None, problem) if problem else ("pil", None)
+
+    with ThreadPoolExecutor(workers) as pool:
+        verdicts = list(pool.map(verdict, range(len(paths))))
+    manifest = ImageManifest()
+    for path, label, (route, reason) in zip(paths, labels, verdicts):
+        if route is None:
+            manifest.skipped.append(SkippedFile(path, reason))
+        else:
+            manifest.paths.append(path)
+            manifest.labels.append(label)
+            manifest.use_pil.append(route == "pil")
+    return manifest
+
+
+def _short(error):
+    text = str(error).strip().splitlines()
+    return (text[0] if text else type(error).__name__)[:200]
+
+
+def as_arrays(manifest):
+    return (
+        np.asarray(manifest.paths, dtype=object).astype(str),
+        np.asarray(manifest.labels, dtype=np.float32),
+        np.asarray(manifest.use_pil, dtype=bool),
+    )

@@ -1,0 +1,151 @@
+"""Where training data comes from: TFDS `cats_vs_dogs` or a folder of images."""
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from catdog.data.folders import list_labelled_files
+from catdog.data.inspect import inspect_files
+from catdog.data.pipeline import decoded_dataset, manifest_dataset
+from catdog.errors import ConfigError, DataError
+
+TFDS_PREFIX = "tfds:"
+TFDS_NAME = "cats_vs_dogs"
+#: The seed recipe's split of TFDS' single `train` split.
+TFDS_TRAIN_SPLIT, TFDS_VAL_SPLIT = "train[:80%]", "train[80%:]"
+
+
+@dataclass
+class DataSplits:
+    """Train and validation pipelines with the counts a run report needs."""
+
+    train: object
+    validation: object
+    counts: dict
+    skipped: list = field(default_factory=list)
+    source: str = ""
+
+    def summary(self):
+        return {
+            "source": self.source,
+            "counts": self.counts,
+            "skipped": len(self.skipped),
+        }
+
+
+def is_tfds(spec):
+    return str(spec).startswith(TFDS_PREFIX)
+
+
+def load_splits(
+    data,
+    val_data=None,
+    image_size=224,
+    batch_size=32,
+    val_split=0.2,
+    limit=None,
+    seed=0,
+):
+    """Train/validation pipelines for `data` ("tfds:cats_vs_dogs" or a folder).
+
+    A folder without `val_data` is split per class with `seed`, so both parts
+    keep the class balance. `limit` caps the number of training images.
+    """
+    if limit is not None and limit < 1:
+        raise ConfigError(f"limit must be at least 1, got {limit}")
+    if is_tfds(data):
+        return load_tfds_splits(data, image_size, batch_size, limit, seed)
+    files = list_labelled_files(data)
+    train = inspect_files(files.paths, files.labels, image_size)
+    skipped = list(train.skipped)
+    if val_data is not None:
+        val_files = list_labelled_files(val_data)
+        validation = inspect_files(val_files.paths, val_files.labels, image_size)
+        skipped += validation.skipped
+    else:
+        if not 0.0 < val_split < 1.0:
+            raise ConfigError(f"val_split must be between 0 and 1, got {val_split}")
+        train_idx, val_idx = stratified_split(train.labels, val_split, seed)
+        train, validation = train.subset(train_idx), train.subset(val_idx)
+    if limit is not None and limit < len(train):
+        order = np.random.default_rng(seed).permutation(len(train))[:limit]
+        train = train.subset(sorted(order))
+    require_both_classes(train, f"training data in {data}")
+    if len(validation) == 0:
+        raise DataError(f"no usable validation images ({val_data or data})")
+    return DataSplits(
+        train=manifest_dataset(train, image_size, batch_size, shuffle=True, seed=seed),
+        validation=manifest_dataset(validation, image_size, batch_size),
+        counts={
+            "train": len(train),
+            "validation": len(validation),
+            "train_per_class": train.counts(),
+            "validation_per_class": validation.counts(),
+            "skipped": len(skipped),
+        },
+        skipped=skipped,
+        source=str(data),
+    )
+
+
+def require_both_classes(manifest, what):
+    counts = manifest.counts()
+    if len(manifest) == 0:
+        raise DataError(f"no usable images in {what}")
+    missing = [name for name, n in counts.items() if n == 0]
+    if missing:
+        raise DataError(f"{what} has no {missing[0]} images: both classes are needed")
+
+
+def stratified_split(labels, fraction, seed):
+    """(train indices, validation indices), `fraction` of each class held out."""
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels)
+    train, val = [], []
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        n_val = int(round(len(members) * fraction))
+        if len(members) > 1:
+            n_val = min(max(n_val, 1), len(members) - 1)
+        val.extend(members[:n_val].tolist())
+        train.extend(members[n_val:].tolist())
+    return sorted(train), sorted(val)
+
+
+def load_tfds_splits(spec, image_size, batch_size, limit=None, seed=0):
+    """TFDS `cats_vs_dogs` with the 80/20 split (cat=0, dog=1).
+
+    TFDS itself drops the 1,738 unreadable files of the original archive.
+    """
+    name = spec[len(TFDS_PREFIX):] or TFDS_NAME
+    if name != TFDS_NAME:
+        raise ConfigError(f"only tfds:{TFDS_NAME} is supported, got {spec}")
+    import tensorflow_datasets as tfds
+
+    try:
+        (train, validation), info = tfds.load(
+            TFDS_NAME,
+            split=[TFDS_TRAIN_SPLIT, TFDS_VAL_SPLIT],
+            as_supervised=True,
+            with_info=True,
+            shuffle_files=False,
+        )
+    except Exception as error:  # TFDS raises many types for "not downloadable"
+        raise DataError(
+            f"TFDS {TFDS_NAME} is not available ({type(error).__name__}): it needs "
+            "internet on first use, or an already prepared copy under "
+            f"$TFDS_DATA_DIR (default {os.path.expanduser('~/tensorflow_datasets')}); "
+            "offline, train on a folder instead with --data DIR"
+        ) from error
+    n_train = info.splits[TFDS_TRAIN_SPLIT].num_examples
+    n_val = info.splits[TFDS_VAL_SPLIT].num_examples
+    if limit is not None and limit < n_train:
+        train, n_train = train.take(limit), limit
+    return DataSplits(
+        train=decoded_dataset(train, image_size, batch_size, shuffle=True, seed=seed, size=n_train),
+        validation=decoded_dataset(validation, image_size, batch_size),
+        counts={"train": n_train, "validation": n_val, "skipped": 0},
+        skipped=[],
+        source=spec,
+    )

@@ -1,0 +1,21 @@
+"""Errors a user can fix; the CLI prints them as one line and exits with 2."""
+
+
+class CatdogError(Exception):
+    """Base class for problems with the user's input, data, or environment."""
+
+
+class DataError(CatdogError):
+    """The data cannot be used (missing, empty, one class only, unreadable)."""
+
+
+class WeightsUnavailableError(CatdogError):
+    """Pre-trained weights are neither cached nor downloadable."""
+
+
+class ModelFileError(CatdogError):
+    """A `.keras` file is missing, corrupt, or not a catdog model."""
+
+
+class ConfigError(CatdogError, ValueError):
+    """An argument is out of range or names something that does not exist."""

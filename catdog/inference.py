@@ -1,0 +1,79 @@
+"""Predicting on image files: any format, any size, bad files reported per file."""
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from catdog.data.folders import CLASS_NAMES, list_labelled_files
+from catdog.data.inspect import SkippedFile, inspect_files
+from catdog.data.pipeline import manifest_dataset
+from catdog.errors import DataError
+
+
+@dataclass
+class Prediction:
+    path: str
+    p_dog: float
+    threshold: float = 0.5
+
+    @property
+    def label(self):
+        return CLASS_NAMES[int(self.p_dog >= self.threshold)]
+
+    def to_dict(self):
+        return {"path": self.path, "label": self.label, "p_dog": round(self.p_dog, 6)}
+
+
+def image_files(inputs):
+    """Files named in `inputs`, folders walked recursively, hidden entries skipped.
+
+    Returns (files, missing) so a missing path is reported, not fatal.
+    """
+    files, missing = [], []
+    for item in inputs:
+        if os.path.isdir(item):
+            for root, dirs, names in os.walk(item, followlinks=True):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                files.extend(os.path.join(root, n) for n in sorted(names) if not n.startswith("."))
+        elif os.path.exists(item):
+            files.append(item)
+        else:
+            missing.append(SkippedFile(item, "no such file or folder"))
+    return files, missing
+
+
+def probabilities(model, dataset):
+    """P(dog) for every image of a batched (images, labels) dataset."""
+    outputs = [
+        np.asarray(model.predict_on_batch(images)).reshape(-1)
+        for images, _ in dataset
+    ]
+    return np.concatenate(outputs) if outputs else np.zeros((0,), np.float32)
+
+
+def predict_files(model, inputs, batch_size=32, threshold=0.5):
+    """(predictions, skipped) for image files and folders of them."""
+    files, skipped = image_files(inputs)
+    manifest = inspect_files(files, [0] * len(files), model.image_size)
+    skipped += manifest.skipped
+    if not len(manifest):
+        return [], skipped
+    dataset = manifest_dataset(manifest, model.image_size, batch_size)
+    p_dog = probabilities(model, dataset)
+    return [Prediction(path, float(p), threshold) for path, p in zip(manifest.paths, p_dog)], skipped
+
+
+def labelled_folder(directory, image_size, batch_size=32):
+    """(dataset, labels, manifest) for a cat/dog folder, for evaluation."""
+    files = list_labelled_files(directory)
+    manifest = inspect_files(files.paths, files.labels, image_size)
+    if not len(manifest):
+        raise DataError(f"no usable images in {directory}")
+    dataset = manifest_dataset(manifest, image_size, batch_size)
+    return dataset, np.asarray(manifest.labels, np.float32), manifest
+
+
+def has_gpu():
+    return bool(tf.config.list_physical_devices("GPU"))

@@ -1,0 +1,33 @@
+"""Loading `.keras` artifacts safely, with errors a user can act on."""
+
+import os
+import zipfile
+
+import keras
+
+from catdog.errors import ModelFileError
+
+
+def load_model(path, compile=True):
+    """Load a catdog `.keras` file in Keras' safe mode (no code from the file).
+
+    Raises:
+        ModelFileError: the file is missing, not a `.keras` archive, corrupt,
+            or holds some other model.
+    """
+    from catdog.model import CatDogClassifier
+
+    if not os.path.isfile(path):
+        raise ModelFileError(f"model file not found: {path}")
+    if not zipfile.is_zipfile(path):
+        raise ModelFileError(f"{path} is not a .keras model file (not a zip archive)")
+    try:
+        model = keras.saving.load_model(path, compile=compile, safe_mode=True)
+    except Exception as error:  # Keras raises many types for bad archives
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ModelFileError(f"cannot load {path}: {first_line[:300]}") from error
+    if not isinstance(model, CatDogClassifier):
+        raise ModelFileError(
+            f"{path} holds a {type(model).__name__}, not a catdog model"
+        )
+    return model

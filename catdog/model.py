@@ -1,0 +1,193 @@
+"""The cat/dog classifier: raw pixels -> P(dog), with a two-stage trainable state."""
+
+import keras
+from keras import ops
+
+from catdog.backbone import DEFAULT_FINE_TUNE_AT, build_mobilenet_v2
+from catdog.errors import ConfigError
+from catdog.layers import ImageAugmentation, ImagePreprocessor
+
+#: Stage 1 trains the head on a frozen backbone; stage 2 fine-tunes its top.
+HEAD_ONLY, FINE_TUNE = 1, 2
+
+
+@keras.saving.register_keras_serializable(package="catdog")
+class CatDogClassifier(keras.Model):
+    """MobileNetV2 transfer-learning classifier that outputs P(dog).
+
+    preprocessing -> augmentation (training only) -> MobileNetV2 -> global
+    average pooling -> dropout -> Dense(1, sigmoid).
+
+    The backbone is always run in inference mode and its BatchNormalization
+    layers never train: a Functional wrapper would not honour
+    `training=False` once the backbone is unfrozen, and the moving statistics
+    of a small dataset would wash out ImageNet's. The training stage and the
+    first fine-tuned layer are part of `get_config()`, so a `.keras` round trip
+    restores the trainable flags, and with them the optimizer state.
+
+    Args:
+        image_size: Side of the square input the backbone sees.
+        alpha: MobileNetV2 width multiplier.
+        weights: `"imagenet"`, a path to a backbone weights file, or `None`.
+        dropout: Dropout rate before the classifier.
+        augmentation: `True` for the default photo augmentation, `False` or
+            `None` for none, or a dict of `ImageAugmentation` arguments.
+        fine_tune_at: First backbone layer (index or name) trained in stage 2.
+        stage: 1 (backbone frozen) or 2 (top of the backbone trainable).
+    """
+
+    def __init__(
+        self,
+        image_size=224,
+        alpha=1.0,
+        weights="imagenet",
+        dropout=0.2,
+        augmentation=True,
+        fine_tune_at=DEFAULT_FINE_TUNE_AT,
+        stage=HEAD_ONLY,
+        **kwargs,
+    ):
+        kwargs.setdefault("name", "catdog")
+        super().__init__(**kwargs)
+        if stage not in (HEAD_ONLY, FINE_TUNE):
+            raise ConfigError(f"stage must be 1 or 2, got {stage!r}")
+        self.image_size = int(image_size)
+        self.alpha = float(alpha)
+        self.weights_source = weights
+        self.dropout_rate = float(dropout)
+        self.augmentation_config = _augmentation_kwargs(augmentation)
+
+        self.preprocessor = ImagePreprocessor(self.image_size, name="preprocessor")
+        self.augmenter = (
+            ImageAugmentation(**self.augmentation_config, name="augmentation")
+            if self.augmentation_config is not None
+            else None
+        )
+        self.backbone = build_mobilenet_v2(self.image_size, self.alpha, weights)
+        self.pool = keras.layers.GlobalAveragePooling2D(name="pool")
+        self.head_dropout = keras.layers.Dropout(self.dropout_rate, name="dropout")
+        # float32 output keeps probabilities exact under mixed precision.
+        self.classifier = keras.layers.Dense(
+            1, activation="sigmoid", dtype="float32", name="p_dog"
+        )
+        self.build((None, self.image_size, self.image_size, 3))
+
+        self.fine_tune_at = self.backbone_layer_index(fine_tune_at)
+        self.stage = HEAD_ONLY
+        if stage == FINE_TUNE:
+            self.unfreeze_backbone(self.fine_tune_at)
+        else:
+            self.freeze_backbone()
+
+    def build(self, input_shape=None):
+        size = (None, self.image_size, self.image_size, 3)
+        self.preprocessor.build(size)
+        if self.augmenter is not None:
+            self.augmenter.build(size)
+        features = self.backbone.output.shape
+        self.pool.build(features)
+        self.head_dropout.build((None, features[-1]))
+        self.classifier.build((None, features[-1]))
+        self.built = True
+
+    def call(self, images, training=None):
+        x = self.preprocessor(images)
+        if self.augmenter is not None:
+            x = self.augmenter(x, training=training)
+        return self.head(self.backbone(x, training=False), training=training)
+
+    def head(self, features, training=None):
+        """Backbone feature map -> P(dog); split out for Grad-CAM and caching."""
+        x = self.pool(features)
+        x = self.head_dropout(x, training=training)
+        return self.classifier(x)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0] if len(input_shape) == 4 else 1, 1)
+
+    # --- freezing ---------------------------------------------------------
+
+    def backbone_layer_index(self, layer):
+        """Index of a backbone layer given by index or name."""
+        layers = self.backbone.layers
+        if isinstance(layer, str) and not layer.isdigit():
+            for index, candidate in enumerate(layers):
+                if candidate.name == layer:
+                    return index
+            raise ConfigError(f"the backbone has no layer named {layer!r}")
+        index = int(layer)
+        if not 0 <= index < len(layers):
+            raise ConfigError(
+                f"fine_tune_at must be a layer index in 0..{len(layers) - 1}, got {index}"
+            )
+        return index
+
+    def freeze_backbone(self):
+        """Stage 1: only the head trains."""
+        self.backbone.trainable = False
+        self.stage = HEAD_ONLY
+
+    def unfreeze_backbone(self, from_layer=None):
+        """Stage 2: backbone layers from `from_layer` on train, BatchNorm never.
+
+        Call `FineTuneSwitch` (or rebuild the optimizer and train function
+        yourself) after this during `fit()`: Keras does not notice on its own.
+        """
+        index = self.backbone_layer_index(
+            self.fine_tune_at if from_layer is None else from_layer
+        )
+        self.backbone.trainable = True
+        for position, layer in enumerate(self.backbone.layers):
+            if position < index or isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = False
+        self.fine_tune_at = index
+        self.stage = FINE_TUNE
+
+    # --- saving -----------------------------------------------------------
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "image_size": self.image_size,
+                "alpha": self.alpha,
+                "weights": self.weights_source,
+                "dropout": self.dropout_rate,
+                "augmentation": self.augmentation_config,
+                "fine_tune_at": self.fine_tune_at,
+                "stage": self.stage,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        # The saved file carries the trained weights: never fetch ImageNet's.
+        config = dict(config)
+        weights_source = config.pop("weights", None)
+        model = cls(weights=None, **config)
+        model.weights_source = weights_source
+        return model
+
+    def get_compile_config(self):
+        # Keras records the optimizer given to compile(); after a stage switch
+        # the model trains with another one, and that is the one to restore.
+        config = super().get_compile_config()
+        if config and getattr(self, "optimizer", None) is not None:
+            config["optimizer"] = keras.saving.serialize_keras_object(self.optimizer)
+        return config
+
+
+def _augmentation_kwargs(augmentation):
+    if augmentation is True:
+        return {}
+    if augmentation is None or augmentation is False:
+        return None
+    if isinstance(augmentation, dict):
+        return dict(augmentation)
+    raise ConfigError(f"augmentation must be a bool or a dict, got {augmentation!r}")
+
+
+def predict_probabilities(model, images):
+    """P(dog) for a batch of raw images as a flat float numpy array."""
+    return ops.convert_to_numpy(model(images, training=False)).reshape(-1)
