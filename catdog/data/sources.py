@@ -138,8 +138,7 @@ def load_tfds_splits(spec, image_size, batch_size, limit=None, seed=0):
             f"$TFDS_DATA_DIR (default {os.path.expanduser('~/tensorflow_datasets')}); "
             "offline, train on a folder instead with --data DIR"
         ) from error
-    n_train = info.splits[TFDS_TRAIN_SPLIT].num_examples
-    n_val = info.splits[TFDS_VAL_SPLIT].num_examples
+    n_train, n_val = _tfds_size(train, info, TFDS_TRAIN_SPLIT), _tfds_size(validation, info, TFDS_VAL_SPLIT)
     if limit is not None and limit < n_train:
         train, n_train = train.take(limit), limit
     return DataSplits(
@@ -149,3 +148,8 @@ def load_tfds_splits(spec, image_size, batch_size, limit=None, seed=0):
         skipped=[],
         source=spec,
     )
+
+
+def _tfds_size(dataset, info, split):
+    known = int(dataset.cardinality())
+    return known if known >= 0 else info.splits[split].num_examples

@@ -1,0 +1,36 @@
+# catdog: make install, make train, make test.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+# make train DATA=path/to/folder WEIGHTS=path/to/weights.h5 OUT=runs/mine
+DATA ?= tfds:cats_vs_dogs
+VAL_DATA ?=
+WEIGHTS ?= imagenet
+OUT ?= runs/cats_vs_dogs
+ARGS ?=
+
+# Real ImageNet weights and photographs, where a ../shared folder provides them.
+SHARED ?= $(abspath ../shared)
+ifneq ($(wildcard $(SHARED)/keras/models),)
+export KERAS_HOME ?= $(SHARED)/keras
+endif
+
+.PHONY: install train test bench clean
+
+install: $(BIN)/catdog
+
+$(BIN)/catdog: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -e ".[dev]"
+	@touch $@
+
+train: $(BIN)/catdog
+	$(BIN)/catdog train --data $(DATA) $(if $(VAL_DATA),--val-data $(VAL_DATA)) --weights $(WEIGHTS) --out $(OUT) $(ARGS)
+
+test: $(BIN)/catdog
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf runs .pytest_cache build *.egg-info

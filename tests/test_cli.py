@@ -1,0 +1,114 @@
+"""The catdog command end to end, as a user runs it (subprocesses, exit codes)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import write_photo_folder
+
+
+def catdog(*args, timeout=600):
+    env = {**os.environ, "CATDOG_DEBUG": ""}
+    return subprocess.run(
+        [sys.executable, "-m", "catdog", *map(str, args)],
+        capture_output=True, text=True, timeout=timeout, env=env,
+    )
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode == 2, result.stderr
+    lines = [l for l in result.stderr.splitlines() if l.startswith("catdog")]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_train_writes_the_run_folder(tmp_path):
+    data = write_photo_folder(tmp_path / "photos", per_class=5)
+    out = tmp_path / "run"
+    result = catdog(
+        "train", "--data", data, "--out", out, "--image-size", 32, "--weights", "none",
+        "--epochs", 1, "--fine-tune-epochs", 1, "--batch-size", 4, "--quiet",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in ("model.keras", "history.json", "curves.png", "config.json", "data.json"):
+        assert (out / name).stat().st_size > 0, name
+    history = json.loads((out / "history.json").read_text())
+    assert [e["stage"] for e in history["epochs"]] == [1, 2]
+    assert history["switch_epoch"] == 1
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (out / "checkpoint.keras").exists()
+
+    again = catdog("train", "--data", data, "--out", out, "--weights", "none")
+    assert_one_line_error(again, "already holds a finished run", "--overwrite")
+
+
+def test_predict_prints_one_line_per_image_and_reports_bad_files(trained_model_file, tmp_path):
+    photos = write_photo_folder(tmp_path / "p", per_class=2)
+    (photos / "dogs" / "broken.jpg").write_text("nope")
+    result = catdog("predict", trained_model_file, photos, tmp_path / "missing.jpg")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 4
+    for line in lines:
+        path, label, p = line.split("\t")
+        assert os.path.exists(path) and label in ("cat", "dog") and 0.0 <= float(p) <= 1.0
+    assert "broken.jpg" in result.stderr and "missing.jpg" in result.stderr
+
+
+def test_predict_json_lines(trained_model_file, tmp_path):
+    photos = write_photo_folder(tmp_path / "p", per_class=1)
+    result = catdog("predict", trained_model_file, photos / "cats" / "cats.0.jpg", photos / "dogs", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["path"].split("/")[-1] for r in rows] == ["cats.0.jpg", "dogs.0.jpg"]
+    assert all(set(r) == {"path", "label", "p_dog"} for r in rows)
+
+
+def test_predict_with_nothing_readable_fails(trained_model_file, tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("text")
+    result = catdog("predict", trained_model_file, bad)
+    assert result.returncode == 2 and "no image could be read" in result.stderr
+
+
+def test_evaluate_json(trained_model_file, session_photo_folder):
+    result = catdog("evaluate", trained_model_file, "--data", session_photo_folder, "--json")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(result.stdout)
+    assert metrics["n_images"] == 16 and metrics["n_skipped"] == 0
+    assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["loss"] > 0
+
+
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["train", "--out", "x", "--epochs", "-1"], ["--epochs"]),
+        (["train", "--out", "x", "--batch-size", "0"], ["--batch-size"]),
+        (["train", "--out", "x", "--weights", "resnet"], ["--weights"]),
+        (["train", "--data", "/no/such/folder", "--out", "{tmp}/r", "--weights", "none"], ["not found"]),
+        (["train", "--data", "{tmp}/empty", "--out", "{tmp}/r", "--weights", "none"], ["no class sub-folders"]),
+        (["train", "--data", "{tmp}/onlycats", "--out", "{tmp}/r", "--weights", "none", "--image-size", "32"], ["no dog images"]),
+        (["predict", "{tmp}/nope.keras", "x.jpg"], ["not found"]),
+        (["predict", "{tmp}/fake.keras", "x.jpg"], ["not a .keras model"]),
+        (["evaluate", "{tmp}/fake.keras"], ["--data"]),
+        (["frobnicate"], ["invalid choice"]),
+        ([], ["required"]),
+    ],
+)
+def test_bad_arguments_are_one_line_errors_with_exit_code_2(tmp_path, args, fragments):
+    (tmp_path / "empty").mkdir()
+    write_photo_folder(tmp_path / "onlycats", per_class=2, names=("cats",))
+    (tmp_path / "fake.keras").write_text("hello")
+    result = catdog(*[a.replace("{tmp}", str(tmp_path)) for a in args], timeout=120)
+    assert_one_line_error(result, *fragments)
+
+
+def test_console_script_is_installed():
+    script = os.path.join(os.path.dirname(sys.executable), "catdog")
+    result = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "train" in result.stdout and "predict" in result.stdout

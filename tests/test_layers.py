@@ -1,0 +1,70 @@
+import keras
+import numpy as np
+import pytest
+
+import catdog
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "float32"])
+@pytest.mark.parametrize("size", [(17, 23), (224, 224), (300, 120)])
+def test_preprocessor_resizes_and_scales_to_minus_one_one(dtype, size):
+    layer = catdog.ImagePreprocessor(image_size=64)
+    images = np.zeros((2, *size, 3), dtype)
+    images[0] = 255
+    out = keras.ops.convert_to_numpy(layer(images))
+    assert out.shape == (2, 64, 64, 3)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out[0], 1.0, atol=1e-6)
+    np.testing.assert_allclose(out[1], -1.0, atol=1e-6)
+
+
+def test_preprocessor_maps_mid_grey_to_zero_and_keeps_values_at_target_size():
+    layer = catdog.ImagePreprocessor(image_size=(8, 8))
+    images = np.random.default_rng(0).integers(0, 256, (1, 8, 8, 3)).astype("uint8")
+    out = keras.ops.convert_to_numpy(layer(images))
+    np.testing.assert_allclose(out, images / 127.5 - 1.0, atol=1e-6)
+    grey = keras.ops.convert_to_numpy(layer(np.full((1, 8, 8, 3), 127.5, "float32")))
+    np.testing.assert_allclose(grey, 0.0, atol=1e-6)
+
+
+def test_preprocessor_accepts_single_image_grey_and_rgba():
+    layer = catdog.ImagePreprocessor(image_size=16)
+    assert layer(np.zeros((20, 30, 3), "uint8")).shape == (1, 16, 16, 3)
+    grey = keras.ops.convert_to_numpy(layer(np.full((1, 16, 16, 1), 255, "uint8")))
+    assert grey.shape == (1, 16, 16, 3) and np.allclose(grey, 1.0)
+    rgba = keras.ops.convert_to_numpy(layer(np.full((1, 16, 16, 4), 255, "uint8")))
+    assert rgba.shape == (1, 16, 16, 3)
+
+
+def test_augmentation_changes_images_only_in_training():
+    layer = catdog.ImageAugmentation(seed=1)
+    images = np.random.default_rng(0).uniform(-1, 1, (4, 32, 32, 3)).astype("float32")
+    inference = keras.ops.convert_to_numpy(layer(images, training=False))
+    np.testing.assert_array_equal(inference, images)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(images)), images)
+    trained = keras.ops.convert_to_numpy(layer(images, training=True))
+    assert trained.shape == images.shape
+    assert not np.allclose(trained, images)
+
+
+def test_augmentation_can_be_switched_off_piecewise():
+    layer = catdog.ImageAugmentation(flip=None, rotation=0, zoom=0)
+    images = np.random.default_rng(0).uniform(-1, 1, (2, 16, 16, 3)).astype("float32")
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(images, training=True)), images)
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        catdog.ImagePreprocessor(image_size=(96, 128), interpolation="nearest"),
+        catdog.ImageAugmentation(flip="horizontal_and_vertical", rotation=0.2, zoom=0.3, seed=7),
+    ],
+)
+def test_layer_config_round_trip(layer):
+    config = layer.get_config()
+    clone = type(layer).from_config(config)
+    assert clone.get_config() == config
+    serialized = keras.saving.serialize_keras_object(layer)
+    assert serialized["module"] is None or "catdog" in serialized.get("registered_name", "")
+    revived = keras.saving.deserialize_keras_object(serialized)
+    assert type(revived) is type(layer) and revived.get_config() == config

@@ -1,0 +1,106 @@
+import keras
+import numpy as np
+import pytest
+
+import catdog
+from conftest import tiny_model
+
+
+def _bn_layers(model):
+    return [l for l in model.backbone.layers if isinstance(l, keras.layers.BatchNormalization)]
+
+
+def test_stage_one_trains_only_the_head():
+    model = tiny_model()
+    assert model.stage == 1
+    names = {v.path for v in model.trainable_variables}
+    assert len(names) == 2 and all("p_dog" in n for n in names)
+
+
+def test_predict_returns_probability_of_dog_for_raw_images():
+    model = tiny_model()
+    images = np.random.default_rng(0).integers(0, 256, (3, 50, 70, 3)).astype("uint8")
+    p = keras.ops.convert_to_numpy(model(images))
+    assert p.shape == (3, 1)
+    assert np.all((p >= 0) & (p <= 1))
+
+
+def test_unfreeze_from_index_keeps_lower_layers_and_batchnorm_frozen():
+    model = tiny_model()
+    model.unfreeze_backbone(100)
+    assert model.stage == 2
+    layers = model.backbone.layers
+    assert all(not l.trainable for l in layers[:100])
+    assert all(not l.trainable for l in _bn_layers(model))
+    trainable_layers = [l for l in layers[100:] if l.trainable and l.trainable_weights]
+    assert trainable_layers, "the top of the backbone must train in stage 2"
+    owned = {id(w) for l in trainable_layers for w in l.trainable_weights}
+    backbone_vars = [v for v in model.trainable_variables if "p_dog" not in v.path]
+    assert {id(v) for v in backbone_vars} == owned
+
+
+def test_unfreeze_by_layer_name_matches_index():
+    model = tiny_model()
+    name = model.backbone.layers[120].name
+    model.unfreeze_backbone(name)
+    assert model.fine_tune_at == 120
+    by_index = tiny_model()
+    by_index.unfreeze_backbone(120)
+    assert len(model.trainable_variables) == len(by_index.trainable_variables)
+
+
+def test_freeze_after_unfreeze_returns_to_stage_one():
+    model = tiny_model()
+    model.unfreeze_backbone()
+    model.freeze_backbone()
+    assert model.stage == 1 and len(model.trainable_variables) == 2
+
+
+@pytest.mark.parametrize("bad", [-1, 154, 10_000, "no_such_layer"])
+def test_bad_fine_tune_layer_is_a_config_error(bad):
+    with pytest.raises(catdog.ConfigError):
+        tiny_model(fine_tune_at=bad)
+
+
+def test_backbone_runs_in_inference_mode_even_when_training():
+    model = tiny_model(augmentation=False, dropout=0.0)
+    model.unfreeze_backbone(0)
+    for layer in _bn_layers(model):
+        assert not layer.trainable
+    images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3)).astype("uint8")
+    before = [l.moving_mean.numpy().copy() for l in _bn_layers(model)]
+    a = keras.ops.convert_to_numpy(model(images, training=True))
+    b = keras.ops.convert_to_numpy(model(images, training=False))
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    for layer, mean in zip(_bn_layers(model), before):
+        np.testing.assert_array_equal(layer.moving_mean.numpy(), mean)
+
+
+def test_model_config_round_trip_carries_stage():
+    model = tiny_model(fine_tune_at=110, dropout=0.3, augmentation={"rotation": 0.05, "seed": 3})
+    model.unfreeze_backbone()
+    config = model.get_config()
+    assert config["stage"] == 2 and config["fine_tune_at"] == 110
+    clone = catdog.CatDogClassifier.from_config(config)
+    assert clone.stage == 2
+    assert len(clone.trainable_variables) == len(model.trainable_variables)
+    assert clone.augmenter.rotation == 0.05 and clone.dropout_rate == 0.3
+
+
+def test_missing_weights_file_is_a_clear_error(tmp_path):
+    with pytest.raises(catdog.WeightsUnavailableError, match="not found"):
+        tiny_model(weights=str(tmp_path / "nope.h5"))
+
+
+def test_offline_imagenet_download_failure_says_how_to_provide_weights(monkeypatch, tmp_path):
+    from keras.src.utils import file_utils
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure on https://example.invalid/w.h5: None -- offline")
+
+    monkeypatch.setattr(file_utils, "get_file", offline)
+    monkeypatch.setattr(catdog.backbone, "cached_imagenet_weights", lambda *a: None)
+    with pytest.raises(catdog.WeightsUnavailableError) as info:
+        catdog.build_mobilenet_v2(224, 1.0, "imagenet")
+    message = str(info.value)
+    assert "KERAS_HOME" in message and "--weights" in message and "\n" not in message
