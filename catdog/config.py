@@ -36,6 +36,7 @@ class TrainConfig:
     dropout: float = 0.2
     augmentation: bool = True
     limit: int | None = None
+    cache: str = "auto"
     seed: int = 0
     overwrite: bool = False
     resume: bool = True
@@ -58,6 +59,8 @@ class TrainConfig:
                 raise ConfigError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"limit must be at least 1, got {self.limit}")
+        if self.cache not in ("auto", "memory", "none") and not str(self.cache).strip():
+            raise ConfigError("cache must be auto, memory, none or a file path prefix")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
 

@@ -77,6 +77,7 @@ def train(config=None, callbacks=(), **overrides):
         val_split=config.val_split,
         limit=config.limit,
         seed=config.seed,
+        cache=config.cache,
     )
     artifacts.write_json(os.path.join(run_dir, "config.json"), config.to_dict())
     artifacts.write_json(os.path.join(run_dir, "data.json"), splits.summary())

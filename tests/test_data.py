@@ -132,3 +132,27 @@ def test_tfds_unavailable_offline_says_to_use_a_folder(monkeypatch):
     monkeypatch.setattr(tfds, "load", offline)
     with pytest.raises(catdog.DataError, match="--data DIR"):
         load_splits("tfds:cats_vs_dogs", image_size=32)
+
+
+def test_cached_pipeline_decodes_once_and_reshuffles_each_epoch(tmp_path, monkeypatch):
+    from catdog.data import pipeline
+
+    root = write_photo_folder(tmp_path, per_class=6)
+    files = list_labelled_files(str(root))
+    manifest = inspect_files(files.paths, files.labels, 32)
+    dataset = manifest_dataset(manifest, 32, batch_size=4, shuffle=True, seed=1, cache="memory")
+    epochs = [np.concatenate([x.numpy() for x, _ in dataset]) for _ in range(2)]
+    sums = [sorted(int(image.sum()) for image in epoch) for epoch in epochs]
+    assert sums[0] == sums[1]  # the same 12 decoded images each epoch...
+    assert not np.array_equal(epochs[0], epochs[1])  # ...in a new order
+    uncached = manifest_dataset(manifest, 32, batch_size=4, cache="none")
+    assert sorted(int(i.sum()) for x, _ in uncached for i in x.numpy()) == sums[0]
+
+
+def test_auto_cache_only_when_it_fits():
+    from catdog.data.pipeline import resolve_cache
+
+    assert resolve_cache("auto", 2000, 224) == ""  # 300 MB: in memory
+    assert resolve_cache("auto", 20000, 224) is None  # 3 GB: stream
+    assert resolve_cache("none", 10, 32) is None
+    assert resolve_cache("/tmp/x", 10, 32) == "/tmp/x"

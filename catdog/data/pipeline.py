@@ -1,5 +1,6 @@
 """tf.data pipelines that feed raw, resized uint8 images to the model."""
 
+import numpy as np
 import tensorflow as tf
 
 from catdog.data.decode import load_image, resize_uint8
@@ -7,33 +8,64 @@ from catdog.data.inspect import as_arrays
 
 AUTOTUNE = tf.data.AUTOTUNE
 
+#: Decoded images are cached in memory automatically up to this many bytes
+#: (2,000 images at 224x224 take 300 MB); more than that streams from disk so
+#: memory does not grow with the dataset.
+AUTO_CACHE_BYTES = 1 << 30
+#: With a cache, batches are mixed by a shuffle buffer of at most this many
+#: images, over a file order shuffled once: a full-size buffer would hold a
+#: second copy of every image.
+CACHED_SHUFFLE_BUFFER = 1024
+
+
+def cache_fits(n_images, image_size, budget=AUTO_CACHE_BYTES):
+    return n_images * image_size * image_size * 3 <= budget
+
+
+def resolve_cache(cache, n_images, image_size):
+    """"auto" | "memory" | "none" | a file path prefix -> tf.data cache argument."""
+    if cache in (None, False, "none"):
+        return None
+    if cache == "auto":
+        return "" if cache_fits(n_images, image_size) else None
+    if cache in (True, "memory"):
+        return ""
+    return str(cache)
+
 
 def manifest_dataset(
-    manifest, image_size, batch_size, shuffle=False, seed=None, cache=False
+    manifest, image_size, batch_size, shuffle=False, seed=None, cache="none"
 ):
     """Batches of (uint8 images, float labels) from an `ImageManifest`.
 
     Decoding runs in parallel and in order (`deterministic=True`), so a seed
-    fixes the batches; augmentation is not here but in the model, where it is
-    saved with it and runs on the accelerator.
+    fixes the batches. With a cache, each file is decoded once and later
+    epochs read pixels from memory (or the cache file). Augmentation is not
+    here but in the model, where it is saved with it and stays random per
+    epoch even over cached pixels.
     """
     paths, labels, use_pil = as_arrays(manifest)
+    cache_to = resolve_cache(cache, len(paths), image_size)
+    if shuffle and cache_to is not None:
+        order = np.random.default_rng(seed).permutation(len(paths))
+        paths, labels, use_pil = paths[order], labels[order], use_pil[order]
     dataset = tf.data.Dataset.from_tensor_slices((paths, labels, use_pil))
-    if shuffle and not cache:
+    if shuffle and cache_to is None:
         dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.map(
         lambda path, label, pil: (load_image(path, image_size, pil), label),
         num_parallel_calls=AUTOTUNE,
         deterministic=True,
     )
-    if cache:
-        dataset = dataset.cache(cache if isinstance(cache, str) else "")
+    if cache_to is not None:
+        dataset = dataset.cache(cache_to)
         if shuffle:
-            dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+            buffer = min(len(paths), CACHED_SHUFFLE_BUFFER)
+            dataset = dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     return dataset.batch(batch_size).prefetch(AUTOTUNE)
 
 
-def decoded_dataset(dataset, image_size, batch_size, shuffle=False, seed=None, size=None):
+def decoded_dataset(dataset, image_size, batch_size, shuffle=False, seed=None, size=None, cache="none"):
     """Batches from a dataset of already-decoded (image, label) pairs, e.g. TFDS."""
     if shuffle:
         dataset = dataset.shuffle(min(size or 10_000, 10_000), seed=seed, reshuffle_each_iteration=True)
@@ -42,4 +74,7 @@ def decoded_dataset(dataset, image_size, batch_size, shuffle=False, seed=None, s
         num_parallel_calls=AUTOTUNE,
         deterministic=True,
     )
+    cache_to = resolve_cache(cache, size or 0, image_size) if size else None
+    if cache_to is not None and not shuffle:
+        dataset = dataset.cache(cache_to)
     return dataset.batch(batch_size).prefetch(AUTOTUNE)

@@ -46,16 +46,19 @@ def load_splits(
     val_split=0.2,
     limit=None,
     seed=0,
+    cache="auto",
 ):
     """Train/validation pipelines for `data` ("tfds:cats_vs_dogs" or a folder).
 
     A folder without `val_data` is split per class with `seed`, so both parts
     keep the class balance. `limit` caps the number of training images.
+    `cache` ("auto", "memory", "none" or a file prefix) keeps decoded images
+    for later epochs; "auto" caches each split that fits in 1 GiB.
     """
     if limit is not None and limit < 1:
         raise ConfigError(f"limit must be at least 1, got {limit}")
     if is_tfds(data):
-        return load_tfds_splits(data, image_size, batch_size, limit, seed)
+        return load_tfds_splits(data, image_size, batch_size, limit, seed, cache)
     files = list_labelled_files(data)
     train = inspect_files(files.paths, files.labels, image_size)
     skipped = list(train.skipped)
@@ -75,8 +78,8 @@ def load_splits(
     if len(validation) == 0:
         raise DataError(f"no usable validation images ({val_data or data})")
     return DataSplits(
-        train=manifest_dataset(train, image_size, batch_size, shuffle=True, seed=seed),
-        validation=manifest_dataset(validation, image_size, batch_size),
+        train=manifest_dataset(train, image_size, batch_size, shuffle=True, seed=seed, cache=cache),
+        validation=manifest_dataset(validation, image_size, batch_size, cache=_split_cache(cache, "val")),
         counts={
             "train": len(train),
             "validation": len(validation),
@@ -113,7 +116,14 @@ def stratified_split(labels, fraction, seed):
     return sorted(train), sorted(val)
 
 
-def load_tfds_splits(spec, image_size, batch_size, limit=None, seed=0):
+def _split_cache(cache, suffix):
+    """A file cache needs one prefix per split; memory/auto/none are shared."""
+    if cache in (None, False, True, "auto", "memory", "none"):
+        return cache
+    return f"{cache}-{suffix}"
+
+
+def load_tfds_splits(spec, image_size, batch_size, limit=None, seed=0, cache="auto"):
     """TFDS `cats_vs_dogs` with the 80/20 split (cat=0, dog=1).
 
     TFDS itself drops the 1,738 unreadable files of the original archive.
@@ -143,7 +153,7 @@ def load_tfds_splits(spec, image_size, batch_size, limit=None, seed=0):
         train, n_train = train.take(limit), limit
     return DataSplits(
         train=decoded_dataset(train, image_size, batch_size, shuffle=True, seed=seed, size=n_train),
-        validation=decoded_dataset(validation, image_size, batch_size),
+        validation=decoded_dataset(validation, image_size, batch_size, size=n_val, cache=_split_cache(cache, "val")),
         counts={"train": n_train, "validation": n_val, "skipped": 0},
         skipped=[],
         source=spec,
