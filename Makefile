@@ -32,5 +32,9 @@ train: $(BIN)/catdog
 test: $(BIN)/catdog
 	$(BIN)/python -m pytest -q
 
+# Speed and accuracy figures (about 30 minutes on 2 cores): writes BENCHMARKS.md.
+bench: $(BIN)/catdog
+	$(BIN)/python benchmarks/bench.py --out BENCHMARKS.md $(BENCH_ARGS)
+
 clean:
 	rm -rf runs .pytest_cache build *.egg-info

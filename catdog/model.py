@@ -5,6 +5,7 @@ from keras import ops
 
 from catdog.backbone import DEFAULT_FINE_TUNE_AT, build_mobilenet_v2
 from catdog.errors import ConfigError
+from catdog.folding import folded_forward
 from catdog.layers import ImageAugmentation, ImagePreprocessor
 
 #: Stage 1 trains the head on a frozen backbone; stage 2 fine-tunes its top.
@@ -34,6 +35,9 @@ class CatDogClassifier(keras.Model):
             `None` for none, or a dict of `ImageAugmentation` arguments.
         fine_tune_at: First backbone layer (index or name) trained in stage 2.
         stage: 1 (backbone frozen) or 2 (top of the backbone trainable).
+        fold_batchnorm: Run the backbone with each (always frozen) BatchNorm
+            folded into its convolution: the same function and gradients,
+            about 15% less CPU time (see `catdog.folding`).
     """
 
     def __init__(
@@ -45,6 +49,7 @@ class CatDogClassifier(keras.Model):
         augmentation=True,
         fine_tune_at=DEFAULT_FINE_TUNE_AT,
         stage=HEAD_ONLY,
+        fold_batchnorm=True,
         **kwargs,
     ):
         kwargs.setdefault("name", "catdog")
@@ -71,6 +76,9 @@ class CatDogClassifier(keras.Model):
             1, activation="sigmoid", dtype="float32", name="p_dog"
         )
         self.build((None, self.image_size, self.image_size, 3))
+        self.fold_batchnorm = bool(fold_batchnorm)
+        # Not a Layer: Keras neither tracks nor saves it.
+        self._backbone_forward = folded_forward(self.backbone) if self.fold_batchnorm else None
 
         self.fine_tune_at = self.backbone_layer_index(fine_tune_at)
         self.stage = HEAD_ONLY
@@ -94,7 +102,13 @@ class CatDogClassifier(keras.Model):
         x = self.preprocessor(images)
         if self.augmenter is not None:
             x = self.augmenter(x, training=training)
-        return self.head(self.backbone(x, training=False), training=training)
+        return self.head(self.features(x), training=training)
+
+    def features(self, x):
+        """Backbone feature map of preprocessed images, always in inference mode."""
+        if self._backbone_forward is not None:
+            return self._backbone_forward(x)
+        return self.backbone(x, training=False)
 
     def head(self, features, training=None):
         """Backbone feature map -> P(dog); split out for Grad-CAM and caching."""
@@ -156,6 +170,7 @@ class CatDogClassifier(keras.Model):
                 "augmentation": self.augmentation_config,
                 "fine_tune_at": self.fine_tune_at,
                 "stage": self.stage,
+                "fold_batchnorm": self.fold_batchnorm,
             }
         )
         return config

@@ -1,0 +1,31 @@
+"""The benchmark code runs end to end on a tiny input (its numbers mean nothing here)."""
+
+import json
+import os
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def test_quick_benchmark_writes_every_section(tmp_path):
+    out, raw = tmp_path / "BENCH.md", tmp_path / "bench.json"
+    env = {**os.environ, "CATDOG_SHARED": str(tmp_path / "no-shared")}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench.py"), "--quick",
+         "--out", str(out), "--json", str(raw), "--work", str(tmp_path / "work")],
+        capture_output=True, text=True, timeout=900, env=env, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = out.read_text()
+    for heading in ("## 1–2. Training pipeline", "## 3. Time to", "## 4. Inference", "## 5. Memory", "## GPU"):
+        assert heading in text
+    assert "synthetic JPEGs" in text
+    data = json.loads(raw.read_text())
+    for stage in ("stage1", "stage2"):
+        assert data["pipeline"][stage]["efficiency"] > 0
+        assert data["pipeline"][stage]["vs_tutorial_epoch_time"] > 0
+    assert data["inference"]["latency_ms"]["median"] > 0
+    rows = data["memory"]["rows"]
+    assert all(row["exit_code"] == 0 and row["peak_rss_mib"] > 0 for row in rows.values())
+    assert len(data["time_to_accuracy"]["catdog"]["epochs"]) == 2
