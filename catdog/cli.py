@@ -97,6 +97,7 @@ def build_parser():
     train.add_argument("--no-augmentation", action="store_true", help="train without flip/rotation/zoom")
     train.add_argument("--limit", type=positive_int, help="use at most N training images")
     train.add_argument("--cache", default=defaults.cache, help="keep decoded images between epochs: auto (in memory when under 1 GiB), memory, none, or a file path prefix (default: %(default)s)")
+    train.add_argument("--mixed-precision", action="store_true", help="float16 compute with a float32 output (GPUs; slower on CPUs)")
     train.add_argument("--seed", type=int, default=defaults.seed)
     train.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     train.add_argument("--resume", action="store_true", help="continue an unfinished run in --out (the default when one is found)")
@@ -138,6 +139,7 @@ def run_train(args):
         augmentation=not args.no_augmentation,
         limit=args.limit,
         cache=args.cache,
+        mixed_precision=args.mixed_precision,
         seed=args.seed,
         overwrite=args.overwrite,
         resume=True,

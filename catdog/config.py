@@ -37,6 +37,7 @@ class TrainConfig:
     augmentation: bool = True
     limit: int | None = None
     cache: str = "auto"
+    mixed_precision: bool = False
     seed: int = 0
     overwrite: bool = False
     resume: bool = True

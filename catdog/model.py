@@ -1,5 +1,7 @@
 """The cat/dog classifier: raw pixels -> P(dog), with a two-stage trainable state."""
 
+import contextlib
+
 import keras
 from keras import ops
 
@@ -35,6 +37,8 @@ class CatDogClassifier(keras.Model):
             `None` for none, or a dict of `ImageAugmentation` arguments.
         fine_tune_at: First backbone layer (index or name) trained in stage 2.
         stage: 1 (backbone frozen) or 2 (top of the backbone trainable).
+        mixed_precision: Compute in float16 (variables and the output stay
+            float32): for GPUs; on CPUs it is slower.
         fold_batchnorm: Run the backbone with each (always frozen) BatchNorm
             folded into its convolution: the same function and gradients,
             about 15% less CPU time (see `catdog.folding`).
@@ -50,12 +54,30 @@ class CatDogClassifier(keras.Model):
         fine_tune_at=DEFAULT_FINE_TUNE_AT,
         stage=HEAD_ONLY,
         fold_batchnorm=True,
+        mixed_precision=False,
         **kwargs,
     ):
-        kwargs.setdefault("name", "catdog")
-        super().__init__(**kwargs)
         if stage not in (HEAD_ONLY, FINE_TUNE):
             raise ConfigError(f"stage must be 1 or 2, got {stage!r}")
+        kwargs.setdefault("name", "catdog")
+        self.mixed_precision = bool(mixed_precision)
+        if self.mixed_precision:
+            kwargs["dtype"] = "mixed_float16"
+        super().__init__(**kwargs)
+        with _global_dtype_policy("mixed_float16" if self.mixed_precision else None):
+            self._build_layers(image_size, alpha, weights, dropout, augmentation)
+        self.fold_batchnorm = bool(fold_batchnorm)
+        # Not a Layer: Keras neither tracks nor saves it.
+        self._backbone_forward = folded_forward(self.backbone) if self.fold_batchnorm else None
+
+        self.fine_tune_at = self.backbone_layer_index(fine_tune_at)
+        self.stage = HEAD_ONLY
+        if stage == FINE_TUNE:
+            self.unfreeze_backbone(self.fine_tune_at)
+        else:
+            self.freeze_backbone()
+
+    def _build_layers(self, image_size, alpha, weights, dropout, augmentation):
         self.image_size = int(image_size)
         self.alpha = float(alpha)
         self.weights_source = weights
@@ -76,16 +98,6 @@ class CatDogClassifier(keras.Model):
             1, activation="sigmoid", dtype="float32", name="p_dog"
         )
         self.build((None, self.image_size, self.image_size, 3))
-        self.fold_batchnorm = bool(fold_batchnorm)
-        # Not a Layer: Keras neither tracks nor saves it.
-        self._backbone_forward = folded_forward(self.backbone) if self.fold_batchnorm else None
-
-        self.fine_tune_at = self.backbone_layer_index(fine_tune_at)
-        self.stage = HEAD_ONLY
-        if stage == FINE_TUNE:
-            self.unfreeze_backbone(self.fine_tune_at)
-        else:
-            self.freeze_backbone()
 
     def build(self, input_shape=None):
         size = (None, self.image_size, self.image_size, 3)
@@ -171,6 +183,7 @@ class CatDogClassifier(keras.Model):
                 "fine_tune_at": self.fine_tune_at,
                 "stage": self.stage,
                 "fold_batchnorm": self.fold_batchnorm,
+                "mixed_precision": self.mixed_precision,
             }
         )
         return config
@@ -180,6 +193,8 @@ class CatDogClassifier(keras.Model):
         # The saved file carries the trained weights: never fetch ImageNet's.
         config = dict(config)
         weights_source = config.pop("weights", None)
+        if config.get("mixed_precision"):
+            config.pop("dtype", None)  # set again from mixed_precision
         model = cls(weights=None, **config)
         model.weights_source = weights_source
         return model
@@ -191,6 +206,20 @@ class CatDogClassifier(keras.Model):
         if config and getattr(self, "optimizer", None) is not None:
             config["optimizer"] = keras.saving.serialize_keras_object(self.optimizer)
         return config
+
+
+@contextlib.contextmanager
+def _global_dtype_policy(name):
+    """Build sublayers (the Keras application included) under a dtype policy."""
+    if name is None:
+        yield
+        return
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def _augmentation_kwargs(augmentation):

@@ -105,6 +105,7 @@ def train(config=None, callbacks=(), **overrides):
             dropout=config.dropout,
             augmentation=config.augmentation,
             fine_tune_at=config.fine_tune_at,
+            mixed_precision=config.mixed_precision,
         )
         compile_for_stage_one(model, config.learning_rate)
 

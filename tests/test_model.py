@@ -104,3 +104,19 @@ def test_offline_imagenet_download_failure_says_how_to_provide_weights(monkeypat
         catdog.build_mobilenet_v2(224, 1.0, "imagenet")
     message = str(info.value)
     assert "KERAS_HOME" in message and "--weights" in message and "\n" not in message
+
+
+def test_mixed_precision_computes_in_float16_and_outputs_float32(tmp_path):
+    model = tiny_model(mixed_precision=True)
+    assert model.backbone.layers[1].compute_dtype == "float16"
+    assert model.backbone.layers[1].kernel.dtype == "float32"
+    assert keras.config.dtype_policy().name == "float32"  # global policy untouched
+    catdog.compile_for_stage_one(model, 1e-3)
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3)).astype("uint8")
+    p = model(images)
+    assert p.dtype == "float32"
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert loaded.mixed_precision and loaded.backbone.layers[1].compute_dtype == "float16"
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(images)), keras.ops.convert_to_numpy(p), atol=1e-3)
