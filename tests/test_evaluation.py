@@ -9,7 +9,7 @@ import tensorflow as tf
 from PIL import Image
 
 import catdog
-from catdog.evaluation import write_evaluation
+from catdog.evaluation import summary_lines, write_evaluation
 from catdog.figures import EVALUATION_FIGURES
 from catdog.report import render_report
 from conftest import write_photo_folder
@@ -81,6 +81,9 @@ def test_test_time_augmentation_averages_the_mirror_image_and_reports_both():
     assert effect["changed_predictions"] == 1
     assert "flip" in effect["method"]
     assert result.to_dict()["tta"] == effect
+    lines = summary_lines(result)
+    assert lines[1] == f"accuracy 0.7500  ROC AUC {result.auc:.4f}  log loss {result.log_loss:.4f}"
+    assert "accuracy 0.5000 -> 0.7500 (+0.2500)" in lines[-1] and "1 predictions changed" in lines[-1]
 
 
 def test_folder_keeps_paths_and_reports_unreadable_files(tmp_path):
