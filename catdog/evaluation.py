@@ -8,6 +8,7 @@ import numpy as np
 from catdog import artifacts
 from catdog.data.folders import CLASS_NAMES
 from catdog.data.labelled import labelled_data
+from catdog.errors import DataError
 from catdog.metrics import classification_metrics, predicted_labels
 
 METRICS_FILE = "metrics.json"
@@ -138,8 +139,6 @@ def evaluate(model, data, threshold=0.5, batch_size=32, tta=False, n_wrong=N_WRO
         wrong.add(images, batch_labels, p_dog, start=sum(map(len, labels)), paths=data.paths)
         labels.append(batch_labels)
     if not labels:
-        from catdog.errors import DataError
-
         raise DataError(f"no images to evaluate in {data.source}")
     plain = np.concatenate(plain)
     return EvaluationResult(

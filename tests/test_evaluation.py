@@ -115,7 +115,7 @@ def test_tfds_spec_loads_the_named_split(monkeypatch):
 
     monkeypatch.setattr(tfds, "load", fake_load)
     default = catdog.evaluate(BlueModel(), "tfds:cats_vs_dogs")
-    custom = catdog.evaluate(BlueModel(), "tfds:cats_vs_dogs:train[:10%]")
+    catdog.evaluate(BlueModel(), "tfds:cats_vs_dogs:train[:10%]")
     assert asked == [("cats_vs_dogs", "train[80%:]"), ("cats_vs_dogs", "train[:10%]")]
     assert default.n_images == 2 and default.auc is None  # dogs only
     assert default.confidently_wrong[0].path is None
