@@ -136,7 +136,8 @@ def plot_explanation(path, image, heat_map, title):
     """The photo beside its Grad-CAM overlay, with the decision as the title."""
     from catdog.gradcam import overlay
 
-    figure, axes = plt.subplots(1, 2, figsize=(9, 4.6), constrained_layout=True)
+    aspect = image.shape[0] / image.shape[1]
+    figure, axes = plt.subplots(1, 2, figsize=(9, 0.9 + 4.0 * min(max(aspect, 0.5), 1.6)), constrained_layout=True)
     pixels = image[..., 0] if image.shape[-1] == 1 else image[..., :3]
     axes[0].imshow(pixels, cmap="gray" if pixels.ndim == 2 else None)
     axes[0].set_title("photo")
