@@ -39,7 +39,8 @@ th { background: #f3f3f3; } td.number { text-align: right; font-variant-numeric:
 figure { margin: 1em 0 2em; } figure img { max-width: 100%; border: 1px solid #ddd; }
 figcaption { color: #555; font-size: 0.95em; }
 .examples { display: flex; flex-wrap: wrap; gap: 1em; }
-.examples figure { width: 220px; margin: 0; } .examples img { width: 220px; }
+.examples figure { width: 220px; margin: 0; }
+.examples img { width: 220px; height: 180px; object-fit: contain; background: #f3f3f3; }
 """
 
 
