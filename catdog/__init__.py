@@ -12,6 +12,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from catdog.backbone import DEFAULT_FINE_TUNE_AT, build_mobilenet_v2
 from catdog.callbacks import FineTuneSwitch, replace_optimizer
 from catdog.config import TrainConfig
+from catdog.evaluation import EvaluationResult, evaluate
+from catdog.gradcam import explain
 from catdog.errors import (
     CatdogError,
     ConfigError,
@@ -31,6 +33,7 @@ __all__ = [
     "CatdogError",
     "ConfigError",
     "DataError",
+    "EvaluationResult",
     "DEFAULT_FINE_TUNE_AT",
     "FineTuneSwitch",
     "ImageAugmentation",
@@ -41,6 +44,8 @@ __all__ = [
     "WeightsUnavailableError",
     "build_mobilenet_v2",
     "compile_for_stage_one",
+    "evaluate",
+    "explain",
     "load_model",
     "replace_optimizer",
     "train",

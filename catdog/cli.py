@@ -109,13 +109,16 @@ def build_parser():
     predict.add_argument("--json", action="store_true", help="one JSON object per line")
     predict.add_argument("--batch-size", type=positive_int, default=32)
     predict.add_argument("--threshold", type=probability, default=0.5)
+    predict.add_argument("--explain", metavar="DIR", help="write a Grad-CAM heat-map figure per image into DIR")
 
-    evaluate = commands.add_parser("evaluate", help="accuracy and loss on a labelled folder")
+    evaluate = commands.add_parser("evaluate", help="metrics, figures and a report on labelled data")
     evaluate.add_argument("model", help="a catdog .keras file")
-    evaluate.add_argument("--data", required=True, help="folder with cat(s)/ and dog(s)/")
+    evaluate.add_argument("--data", required=True, help="folder with cat(s)/ and dog(s)/, or tfds:cats_vs_dogs[:SPLIT] (default split: the recipe's validation part)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.add_argument("--out", metavar="DIR", help="also write metrics.json, the figures and report.html into DIR")
     evaluate.add_argument("--batch-size", type=positive_int, default=32)
-    evaluate.add_argument("--threshold", type=probability, default=0.5)
+    evaluate.add_argument("--threshold", type=probability, default=0.5, help="P(dog) from which an image is called a dog (default: %(default)s)")
+    evaluate.add_argument("--tta", action="store_true", help="test-time augmentation: average P(dog) with the mirror image; reports both")
     return parser
 
 
@@ -161,11 +164,22 @@ def run_predict(args):
 
     model = load_model(args.model)
     predictions, skipped = predict_files(model, args.paths, args.batch_size, args.threshold)
+    explanations = {}
+    if args.explain and predictions:
+        from catdog.gradcam import write_explanations
+
+        explanations, failed = write_explanations(model, predictions, args.explain)
+        skipped += failed
     for prediction in predictions:
+        explanation = explanations.get(prediction.path)
         if args.json:
-            print(json.dumps(prediction.to_dict()))
+            row = prediction.to_dict()
+            if args.explain:
+                row["explanation"] = explanation
+            print(json.dumps(row))
         else:
-            print(f"{prediction.path}\t{prediction.label}\t{prediction.p_dog:.4f}")
+            extra = f"\t{explanation or '-'}" if args.explain else ""
+            print(f"{prediction.path}\t{prediction.label}\t{prediction.p_dog:.4f}{extra}")
     for item in skipped:
         print(f"catdog: skipped {item.path}: {item.reason}", file=sys.stderr)
     if not predictions:
@@ -175,21 +189,23 @@ def run_predict(args):
 
 
 def run_evaluate(args):
-    from catdog.inference import labelled_folder, probabilities
+    from catdog.evaluation import evaluate, summary_lines, write_evaluation
     from catdog.loading import load_model
-    from catdog.metrics import basic_metrics
+    from catdog.report import REPORT_FILE, write_report
 
     model = load_model(args.model)
-    dataset, labels, manifest = labelled_folder(args.data, model.image_size, args.batch_size)
-    metrics = basic_metrics(labels, probabilities(model, dataset), args.threshold)
-    metrics["n_skipped"] = len(manifest.skipped)
+    result = evaluate(model, args.data, threshold=args.threshold, batch_size=args.batch_size, tta=args.tta)
+    if args.out:
+        figures = write_evaluation(result, args.out, title=f"{os.path.basename(args.model)} on {args.data}")
+        write_report(os.path.join(args.out, REPORT_FILE), result, figures, title=f"catdog evaluation of {args.model}")
     if args.json:
-        print(json.dumps(metrics))
+        print(json.dumps(result.to_dict()))
     else:
-        print(
-            f"accuracy {metrics['accuracy']:.4f}  loss {metrics['loss']:.4f}  "
-            f"images {metrics['n_images']}  skipped {metrics['n_skipped']}"
-        )
+        print("\n".join(summary_lines(result)))
+        if args.out:
+            print(f"wrote metrics.json, figures and {REPORT_FILE} to {args.out}")
+    for item in result.skipped:
+        print(f"catdog: skipped {item.path}: {item.reason}", file=sys.stderr)
     return 0
 
 

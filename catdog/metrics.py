@@ -1,24 +1,102 @@
-"""Classification metrics from labels and P(dog), computed in plain numpy."""
+"""Classification metrics from labels and P(dog), computed in plain numpy.
+
+Dog is the positive class (label 1) and an image is called a dog when
+P(dog) >= threshold, so a tie at the threshold goes to the dog, as in
+`catdog predict`. A value that is undefined (a precision with nothing
+predicted, an AUC with one class only) is `None`, never a made-up 0.
+"""
+
+import math
 
 import numpy as np
+
+from catdog.data.folders import CLASS_NAMES
 
 _EPSILON = 1e-7  # Keras' clipping for binary cross-entropy
 
 
 def log_loss(labels, p_dog):
     """Mean binary cross-entropy, clipped as Keras clips it."""
-    labels = np.asarray(labels, np.float64)
-    p = np.clip(np.asarray(p_dog, np.float64), _EPSILON, 1 - _EPSILON)
+    labels = np.asarray(labels, np.float64).reshape(-1)
+    p = np.clip(np.asarray(p_dog, np.float64).reshape(-1), _EPSILON, 1 - _EPSILON)
     if labels.size == 0:
         return float("nan")
     return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p)))
 
 
+def predicted_labels(p_dog, threshold=0.5):
+    return (np.asarray(p_dog).reshape(-1) >= threshold).astype(np.int64)
+
+
 def accuracy(labels, p_dog, threshold=0.5):
-    labels = np.asarray(labels)
+    labels = np.asarray(labels).reshape(-1)
     if labels.size == 0:
         return float("nan")
-    return float(np.mean((np.asarray(p_dog) >= threshold) == (labels >= 0.5)))
+    return float(np.mean(predicted_labels(p_dog, threshold) == (labels >= 0.5)))
+
+
+def confusion_matrix(labels, p_dog, threshold=0.5):
+    """2x2 counts: rows are the true class, columns the predicted one (cat, dog)."""
+    truth = (np.asarray(labels).reshape(-1) >= 0.5).astype(np.int64)
+    predicted = predicted_labels(p_dog, threshold)
+    matrix = np.zeros((2, 2), np.int64)
+    np.add.at(matrix, (truth, predicted), 1)
+    return matrix
+
+
+def per_class_scores(matrix):
+    """Precision, recall, F1 and support of each class from a confusion matrix."""
+    matrix = np.asarray(matrix)
+    scores = {}
+    for index, name in enumerate(CLASS_NAMES):
+        hits = int(matrix[index, index])
+        predicted = int(matrix[:, index].sum())
+        support = int(matrix[index, :].sum())
+        misses = support - hits
+        false_alarms = predicted - hits
+        scores[name] = {
+            "precision": _ratio(hits, predicted),
+            "recall": _ratio(hits, support),
+            "f1": _ratio(2 * hits, 2 * hits + false_alarms + misses),
+            "support": support,
+        }
+    return scores
+
+
+def roc_curve(labels, p_dog):
+    """(false positive rates, true positive rates, thresholds), dog positive.
+
+    One point per distinct score, from (0, 0) to (1, 1); tied scores move
+    both rates at once, which is what makes the area count a tie as half.
+    Rates of a class that is absent are NaN.
+    """
+    truth = np.asarray(labels).reshape(-1) >= 0.5
+    scores = np.asarray(p_dog, np.float64).reshape(-1)
+    order = np.argsort(-scores, kind="stable")
+    scores, truth = scores[order], truth[order]
+    last_of_each_score = np.r_[np.flatnonzero(np.diff(scores)), scores.size - 1]
+    if scores.size == 0:
+        last_of_each_score = np.zeros((0,), np.int64)
+    true_positives = np.cumsum(truth)[last_of_each_score]
+    false_positives = (last_of_each_score + 1) - true_positives
+    positives, negatives = truth.sum(), truth.size - truth.sum()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tpr = np.r_[0.0, true_positives / positives] if positives else np.full(true_positives.size + 1, np.nan)
+        fpr = np.r_[0.0, false_positives / negatives] if negatives else np.full(false_positives.size + 1, np.nan)
+    thresholds = np.r_[np.inf, scores[last_of_each_score]]
+    return fpr, tpr, thresholds
+
+
+def roc_auc(labels, p_dog):
+    """Area under the ROC curve: P(a random dog scores above a random cat).
+
+    Ties count half. None when one class is missing: there is no pair to rank.
+    """
+    truth = np.asarray(labels).reshape(-1) >= 0.5
+    if truth.all() or not truth.any():
+        return None
+    fpr, tpr, _ = roc_curve(labels, p_dog)
+    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
 
 
 def basic_metrics(labels, p_dog, threshold=0.5):
@@ -27,3 +105,27 @@ def basic_metrics(labels, p_dog, threshold=0.5):
         "loss": log_loss(labels, p_dog),
         "n_images": int(np.asarray(labels).size),
     }
+
+
+def classification_metrics(labels, p_dog, threshold=0.5):
+    """Everything `catdog evaluate` reports, as a JSON-ready dict."""
+    matrix = confusion_matrix(labels, p_dog, threshold)
+    loss = log_loss(labels, p_dog)
+    return {
+        "accuracy": _finite_or_none(accuracy(labels, p_dog, threshold)),
+        "auc": roc_auc(labels, p_dog),
+        "log_loss": _finite_or_none(loss),
+        "loss": _finite_or_none(loss),  # the name `catdog evaluate` used first
+        "threshold": float(threshold),
+        "confusion_matrix": matrix.tolist(),
+        "per_class": per_class_scores(matrix),
+        "n_images": int(np.asarray(labels).size),
+    }
+
+
+def _ratio(numerator, denominator):
+    return float(numerator) / denominator if denominator else None
+
+
+def _finite_or_none(value):
+    return float(value) if value is not None and math.isfinite(value) else None

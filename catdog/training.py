@@ -21,6 +21,7 @@ from catdog.errors import CatdogError, ConfigError
 from catdog.loading import load_model
 from catdog.model import CatDogClassifier
 from catdog.plots import plot_training_curves
+from catdog.report import write_run_report
 
 MODEL_FILE = "model.keras"
 
@@ -57,7 +58,8 @@ def train(config=None, callbacks=(), **overrides):
 
     The run folder gets `model.keras`, `history.json`, `curves.png`,
     `config.json` and `data.json` (plus `skipped.txt` when files were
-    skipped). While it runs it keeps `checkpoint.keras` and `run_state.json`;
+    skipped), and the validation evaluation: `metrics.json`, its figures and
+    `report.html`. While it runs it keeps `checkpoint.keras` and `run_state.json`;
     calling `train` again with the same folder resumes from the last
     completed epoch.
     """
@@ -145,6 +147,8 @@ def train(config=None, callbacks=(), **overrides):
     checkpoint = os.path.join(run_dir, CHECKPOINT_FILE)
     if os.path.exists(checkpoint):
         os.remove(checkpoint)
+    # metrics.json, the evaluation figures and report.html, on the validation data.
+    write_run_report(run_dir, model, splits, config, recorder.records, switch_epoch)
     return TrainResult(
         model=model,
         history=recorder.records,

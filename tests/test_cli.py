@@ -35,8 +35,12 @@ def test_train_writes_the_run_folder(tmp_path):
         "--epochs", 1, "--fine-tune-epochs", 1, "--batch-size", 4, "--quiet",
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    for name in ("model.keras", "history.json", "curves.png", "config.json", "data.json"):
+    for name in ("model.keras", "history.json", "curves.png", "config.json", "data.json", "metrics.json",
+                 "confusion_matrix.png", "roc_curve.png", "confidently_wrong.png", "report.html"):
         assert (out / name).stat().st_size > 0, name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_images"] == json.loads((out / "data.json").read_text())["counts"]["validation"] == 2
+    assert sum(map(sum, metrics["confusion_matrix"])) == 2
     history = json.loads((out / "history.json").read_text())
     assert [e["stage"] for e in history["epochs"]] == [1, 2]
     assert history["switch_epoch"] == 1
@@ -82,6 +86,44 @@ def test_evaluate_json(trained_model_file, session_photo_folder):
     metrics = json.loads(result.stdout)
     assert metrics["n_images"] == 16 and metrics["n_skipped"] == 0
     assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["loss"] > 0
+
+
+def test_evaluate_with_tta_writes_files_whose_numbers_match_the_json(trained_model_file, tmp_path):
+    photos = write_photo_folder(tmp_path / "p", per_class=3)
+    (photos / "cats" / "broken.jpg").write_text("nope")
+    out = tmp_path / "eval"
+    result = catdog("evaluate", trained_model_file, "--data", photos, "--json", "--tta", "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.strip().splitlines()) == 1  # one JSON object
+    metrics = json.loads(result.stdout)
+    for key in ("accuracy", "auc", "log_loss", "loss", "confusion_matrix", "n_images", "n_skipped", "per_class"):
+        assert key in metrics, key
+    assert metrics["n_images"] == 6 and metrics["n_skipped"] == 1 and "broken.jpg" in result.stderr
+    assert sum(map(sum, metrics["confusion_matrix"])) == 6
+    assert set(metrics["per_class"]) == {"cat", "dog"}
+    assert metrics["tta"]["without"].keys() == metrics["tta"]["with"].keys() == {"accuracy", "auc", "log_loss"}
+    assert metrics["tta"]["with"]["accuracy"] == metrics["accuracy"]
+    assert json.loads((out / "metrics.json").read_text()) == metrics
+    report = (out / "report.html").read_text()
+    assert json.dumps(metrics) in report.replace("<\\/", "</")
+    for name in ("confusion_matrix.png", "roc_curve.png", "confidently_wrong.png"):
+        assert (out / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_predict_explain_writes_one_heat_map_figure_per_image(trained_model_file, tmp_path):
+    photos = write_photo_folder(tmp_path / "p", per_class=2)
+    (photos / "dogs" / "broken.jpg").write_text("nope")
+    out = tmp_path / "explained"
+    result = catdog("predict", trained_model_file, photos, "--json", "--explain", out)
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(rows) == 4 and "broken.jpg" in result.stderr
+    figures = sorted(os.listdir(out))
+    assert figures == sorted(f"{name}.{i}.gradcam.png" for name in ("cats", "dogs") for i in range(2))
+    for row in rows:
+        assert os.path.dirname(row["explanation"]) == str(out)
+        with open(row["explanation"], "rb") as handle:
+            assert handle.read(4) == b"\x89PNG"
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
 """Real ImageNet weights and real photographs from ../shared (skipped without it)."""
 
+import json
 import os
 import shutil
 
@@ -54,3 +55,13 @@ def test_short_two_stage_run_on_real_photos_is_well_above_chance(tmp_path):
     assert result.final["val_accuracy"] >= 0.85, result.history
     loaded = keras.saving.load_model(os.path.join(result.run_dir, "model.keras"))
     assert loaded.stage == 2 and loaded.weights_source == "imagenet"
+
+    # The run's own evaluation is the one `catdog evaluate` gives on the loaded model.
+    with open(os.path.join(result.run_dir, "metrics.json")) as handle:
+        written = json.load(handle)
+    again = catdog.evaluate(loaded, str(val_dir))
+    assert written["n_images"] == again.n_images == 40
+    assert written["confusion_matrix"] == again.confusion_matrix.tolist()
+    assert written["auc"] == pytest.approx(again.auc, abs=1e-6)
+    assert written["log_loss"] == pytest.approx(again.log_loss, abs=1e-5)
+    assert os.path.getsize(os.path.join(result.run_dir, "report.html")) > 10_000

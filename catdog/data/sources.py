@@ -25,6 +25,8 @@ class DataSplits:
     counts: dict
     skipped: list = field(default_factory=list)
     source: str = ""
+    #: The validation files (an `ImageManifest`) when they are files, for reports.
+    validation_manifest: object = None
 
     def summary(self):
         return {
@@ -89,6 +91,7 @@ def load_splits(
         },
         skipped=skipped,
         source=str(data),
+        validation_manifest=validation,
     )
 
 

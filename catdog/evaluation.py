@@ -1,0 +1,236 @@
+"""One pass of a model over labelled data, keeping what a report needs."""
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from catdog import artifacts
+from catdog.data.folders import CLASS_NAMES
+from catdog.data.labelled import labelled_data
+from catdog.errors import DataError
+from catdog.metrics import classification_metrics, predicted_labels
+
+METRICS_FILE = "metrics.json"
+#: How many confidently wrong images an evaluation keeps for its figure.
+N_WRONG = 12
+TTA_METHOD = "mean P(dog) of the image and its mirror image (horizontal flip)"
+
+
+@dataclass
+class WrongExample:
+    """A misclassified image: the pixels the model saw, and its file if it had one."""
+
+    image: np.ndarray
+    label: int
+    p_dog: float
+    path: str | None = None
+
+    @property
+    def true_class(self):
+        return CLASS_NAMES[int(self.label)]
+
+    def to_dict(self):
+        return {"path": self.path, "true_label": self.true_class, "p_dog": round(self.p_dog, 6)}
+
+
+@dataclass
+class EvaluationResult:
+    """Labels and P(dog) of every evaluated image, and the metrics they give.
+
+    With test-time augmentation `p_dog` holds the averaged probabilities and
+    `p_dog_plain` those of the plain images, so the effect can be reported.
+    """
+
+    labels: np.ndarray
+    p_dog: np.ndarray
+    threshold: float = 0.5
+    source: str = ""
+    paths: list | None = None
+    skipped: list = field(default_factory=list)
+    confidently_wrong: list = field(default_factory=list)
+    p_dog_plain: np.ndarray | None = None
+
+    @property
+    def metrics(self):
+        return classification_metrics(self.labels, self.p_dog, self.threshold)
+
+    @property
+    def accuracy(self):
+        return self.metrics["accuracy"]
+
+    @property
+    def auc(self):
+        return self.metrics["auc"]
+
+    @property
+    def log_loss(self):
+        return self.metrics["log_loss"]
+
+    @property
+    def confusion_matrix(self):
+        return np.asarray(self.metrics["confusion_matrix"])
+
+    @property
+    def n_images(self):
+        return int(self.labels.size)
+
+    @property
+    def n_skipped(self):
+        return len(self.skipped)
+
+    def tta_effect(self):
+        """Metrics without and with test-time augmentation; None without it."""
+        if self.p_dog_plain is None:
+            return None
+        keys = ("accuracy", "auc", "log_loss")
+        plain = classification_metrics(self.labels, self.p_dog_plain, self.threshold)
+        augmented = self.metrics
+        changed = predicted_labels(self.p_dog, self.threshold) != predicted_labels(
+            self.p_dog_plain, self.threshold
+        )
+        return {
+            "method": TTA_METHOD,
+            "without": {key: plain[key] for key in keys},
+            "with": {key: augmented[key] for key in keys},
+            "changed_predictions": int(changed.sum()),
+        }
+
+    def to_dict(self):
+        result = self.metrics
+        result.update(
+            {
+                "n_skipped": self.n_skipped,
+                "source": self.source,
+                "tta": self.tta_effect(),
+                "confidently_wrong": [example.to_dict() for example in self.confidently_wrong],
+                "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+            }
+        )
+        return result
+
+
+def evaluate(model, data, threshold=0.5, batch_size=32, tta=False, n_wrong=N_WRONG):
+    """Evaluate `model` on labelled `data` and return an `EvaluationResult`.
+
+    Args:
+        model: A `CatDogClassifier` or the path of its `.keras` file.
+        data: A folder with cat(s)/ and dog(s)/, `"tfds:cats_vs_dogs[:SPLIT]"`,
+            a `tf.data.Dataset` of (image, label), or `(images, labels)`.
+        threshold: P(dog) from which an image counts as a dog.
+        tta: Also predict on mirrored images and average (flip averaging).
+        n_wrong: How many of the most confidently wrong images to keep.
+    """
+    if isinstance(model, (str, os.PathLike)):
+        from catdog.loading import load_model
+
+        model = load_model(os.fspath(model))
+    data = labelled_data(data, model.image_size, batch_size)
+    labels, plain, averaged = [], [], []
+    wrong = _MostConfidentlyWrong(n_wrong, threshold)
+    for images, batch_labels in data.dataset:
+        images = np.asarray(images)
+        batch_labels = np.asarray(batch_labels, np.float32).reshape(-1)
+        p_dog = _predict(model, images)
+        plain.append(p_dog)
+        if tta:
+            p_dog = (p_dog + _predict(model, images[:, :, ::-1])) / 2
+            averaged.append(p_dog)
+        wrong.add(images, batch_labels, p_dog, start=sum(map(len, labels)), paths=data.paths)
+        labels.append(batch_labels)
+    if not labels:
+        raise DataError(f"no images to evaluate in {data.source}")
+    plain = np.concatenate(plain)
+    return EvaluationResult(
+        labels=np.concatenate(labels),
+        p_dog=np.concatenate(averaged) if tta else plain,
+        threshold=float(threshold),
+        source=data.source,
+        paths=data.paths,
+        skipped=list(data.skipped),
+        confidently_wrong=wrong.examples(),
+        p_dog_plain=plain if tta else None,
+    )
+
+
+def write_evaluation(result, out_dir, title="catdog evaluation"):
+    """`metrics.json` and the evaluation figures in `out_dir`; returns the figure paths."""
+    from catdog.figures import write_evaluation_figures
+
+    os.makedirs(out_dir, exist_ok=True)
+    artifacts.write_json(os.path.join(out_dir, METRICS_FILE), result.to_dict())
+    return write_evaluation_figures(result, out_dir, title)
+
+
+def _predict(model, images):
+    return np.asarray(model.predict_on_batch(np.ascontiguousarray(images)), np.float64).reshape(-1)
+
+
+class _MostConfidentlyWrong:
+    """Keeps the `n` misclassified images with P(dog) furthest from their label."""
+
+    def __init__(self, n, threshold):
+        self.n, self.threshold = n, threshold
+        self.kept = []  # (distance, index, WrongExample)
+
+    def add(self, images, labels, p_dog, start, paths=None):
+        misses = np.flatnonzero(predicted_labels(p_dog, self.threshold) != (labels >= 0.5))
+        for i in misses:
+            index = start + int(i)
+            example = WrongExample(
+                image=_as_uint8(images[i]),
+                label=int(labels[i] >= 0.5),
+                p_dog=float(p_dog[i]),
+                path=paths[index] if paths is not None else None,
+            )
+            self.kept.append((abs(float(p_dog[i]) - float(labels[i] >= 0.5)), index, example))
+        self.kept.sort(key=lambda item: (-item[0], item[1]))
+        del self.kept[self.n:]
+
+    def examples(self):
+        return [example for _, _, example in self.kept]
+
+
+def _as_uint8(image):
+    image = np.asarray(image)
+    if image.dtype == np.uint8:
+        return image.copy()
+    return np.clip(np.round(image), 0, 255).astype(np.uint8)
+
+
+def summary_lines(result):
+    """The evaluation as a few lines of text for the terminal."""
+    metrics = result.metrics
+    lines = [
+        f"{result.n_images} images from {result.source} ({result.n_skipped} skipped), "
+        f"dog when P(dog) >= {result.threshold:g}",
+        f"accuracy {_text(metrics['accuracy'])}  ROC AUC {_text(metrics['auc'])}  "
+        f"log loss {_text(metrics['log_loss'])}",
+    ]
+    for name, scores in metrics["per_class"].items():
+        lines.append(
+            f"{name}: precision {_text(scores['precision'])}  recall {_text(scores['recall'])}  "
+            f"F1 {_text(scores['f1'])}  ({scores['support']} images)"
+        )
+    (tn, fp), (fn, tp) = metrics["confusion_matrix"]
+    lines.append(f"confusion matrix: true cat -> {tn} cat, {fp} dog; true dog -> {fn} cat, {tp} dog")
+    effect = result.tta_effect()
+    if effect:
+        changes = [
+            f"{key.replace('_', ' ')} {_text(effect['without'][key])} -> {_text(effect['with'][key])}"
+            + (
+                f" ({effect['with'][key] - effect['without'][key]:+.4f})"
+                if effect["with"][key] is not None and effect["without"][key] is not None
+                else ""
+            )
+            for key in effect["without"]
+        ]
+        lines.append(
+            f"test-time augmentation ({effect['method']}): {'; '.join(changes)}; "
+            f"{effect['changed_predictions']} predictions changed class"
+        )
+    return lines
+
+
+def _text(value):
+    return "n/a" if value is None else f"{value:.4f}"

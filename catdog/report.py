@@ -1,0 +1,321 @@
+"""`report.html`: one self-contained page a person can open to judge a model.
+
+Everything is inside the file (figures and example photos as base64 data
+URIs, no scripts, no external styles), so it can be mailed or archived. The
+evaluation's `metrics.json` is embedded verbatim as a JSON data block, so the
+page's numbers are the evaluation's numbers.
+"""
+
+import base64
+import datetime
+import html
+import io
+import json
+import os
+
+import numpy as np
+
+from catdog import artifacts
+
+REPORT_FILE = "report.html"
+CURVES_FILE = "curves.png"
+
+FIGURE_CAPTIONS = {
+    "curves": "Training curves of both stages; the dashed line marks the switch to fine-tuning.",
+    "confusion_matrix": "Confusion matrix on the evaluation images (rows: true class).",
+    "roc_curve": "ROC curve with dog as the positive class; the dot is the decision threshold.",
+    "confidently_wrong": "The misclassified images the model was most sure about.",
+}
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; padding: 0 1em; }
+h1 { margin-bottom: 0.2em; } .meta { color: #666; margin-top: 0; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.7em; text-align: left; }
+th { background: #f3f3f3; } td.number { text-align: right; font-variant-numeric: tabular-nums; }
+.headline { display: flex; gap: 1.5em; flex-wrap: wrap; margin: 1em 0 2em; }
+.headline div { background: #f3f6fb; border-radius: 6px; padding: 0.6em 1em; }
+.headline b { display: block; font-size: 1.6em; }
+figure { margin: 1em 0 2em; } figure img { max-width: 100%; border: 1px solid #ddd; }
+figcaption { color: #555; font-size: 0.95em; }
+.examples { display: flex; flex-wrap: wrap; gap: 1em; }
+.examples figure { width: 220px; margin: 0; }
+.examples img { width: 220px; height: 180px; object-fit: contain; background: #f3f3f3; }
+"""
+
+
+def write_run_report(run_dir, model, splits, config, history, switch_epoch):
+    """Evaluate on the run's validation data and write metrics, figures and report.
+
+    Called at the end of `catdog.train`; returns the `EvaluationResult`. A
+    failure here is reported, not raised: the trained model is already saved.
+    """
+    try:
+        return _write_run_report(run_dir, model, splits, config, history, switch_epoch)
+    except Exception as error:
+        if os.environ.get("CATDOG_DEBUG"):
+            raise
+        import sys
+
+        first_line = (str(error).strip().splitlines() or [""])[0][:300]
+        print(
+            f"catdog: warning: the model is saved, but the evaluation report failed: "
+            f"{type(error).__name__}: {first_line} (catdog evaluate can redo it)",
+            file=sys.stderr,
+        )
+        return None
+
+
+def _write_run_report(run_dir, model, splits, config, history, switch_epoch):
+    from catdog.data.labelled import LabelledData
+    from catdog.evaluation import evaluate, write_evaluation
+
+    manifest = splits.validation_manifest
+    validation = LabelledData(
+        splits.validation,
+        source=config.val_data or f"{config.data} (validation part)",
+        paths=list(manifest.paths) if manifest is not None else None,
+        skipped=list(manifest.skipped) if manifest is not None else [],
+    )
+    result = evaluate(model, validation, batch_size=config.batch_size)
+    figures = write_evaluation(result, run_dir, title=f"validation: {validation.source}")
+    curves = os.path.join(run_dir, CURVES_FILE)
+    if os.path.exists(curves):
+        figures = {"curves": curves, **figures}
+    write_report(
+        os.path.join(run_dir, REPORT_FILE),
+        result,
+        figures,
+        title=f"catdog run {os.path.basename(os.path.abspath(run_dir))}",
+        config=config.to_dict(),
+        data=splits.summary(),
+        history=history,
+        switch_epoch=switch_epoch,
+    )
+    if config.verbose:
+        auc = result.auc
+        print(
+            f"catdog: validation accuracy {result.accuracy:.4f}, AUC "
+            f"{'n/a' if auc is None else f'{auc:.4f}'}, log loss {result.log_loss:.4f} "
+            f"on {result.n_images} images; report: {os.path.join(run_dir, REPORT_FILE)}"
+        )
+    return result
+
+
+def write_report(path, result, figures, title="catdog evaluation", config=None, data=None, history=None, switch_epoch=None):
+    """Render `report.html` for an `EvaluationResult` and its figure files."""
+    artifacts.write_text(
+        path, render_report(result, figures, title, config, data, history, switch_epoch)
+    )
+    return path
+
+
+def render_report(result, figures, title="catdog evaluation", config=None, data=None, history=None, switch_epoch=None):
+    metrics = result.to_dict()
+    sections = [
+        f"<h1>{_e(title)}</h1>",
+        f'<p class="meta">Written {datetime.datetime.now().isoformat(timespec="seconds")} '
+        f"by catdog. Evaluated on: {_e(result.source)}</p>",
+        _headline(metrics),
+    ]
+    if config:
+        sections.append(_section("Configuration", _key_value_table(config)))
+    if data:
+        sections.append(_section("Data", _data_table(data)))
+    if history:
+        sections.append(_section("Per-stage metrics", _stage_table(history, switch_epoch)))
+    sections.append(_section("Evaluation", _evaluation_tables(metrics)))
+    sections.append(
+        _section("Figures", "".join(_figure(name, figure_path) for name, figure_path in figures.items()))
+    )
+    sections.append(_section("Confidently wrong examples", _examples(result.confidently_wrong)))
+    if result.skipped:
+        sections.append(_section("Skipped files", _skipped_list(result.skipped)))
+    embedded = json.dumps(metrics).replace("</", "<\\/")
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<title>{_e(title)}</title><style>{_STYLE}</style></head><body>\n"
+        + "\n".join(sections)
+        + f'\n<script type="application/json" id="metrics">{embedded}</script>\n</body></html>\n'
+    )
+
+
+def _headline(metrics):
+    items = [
+        ("accuracy", _number(metrics["accuracy"])),
+        ("ROC AUC", _number(metrics["auc"])),
+        ("log loss", _number(metrics["log_loss"])),
+        ("images", str(metrics["n_images"])),
+        ("skipped files", str(metrics["n_skipped"])),
+    ]
+    cells = "".join(f'<div>{_e(name)}<b data-metric="{_e(name)}">{_e(value)}</b></div>' for name, value in items)
+    return f'<div class="headline">{cells}</div>'
+
+
+def _evaluation_tables(metrics):
+    rows = [
+        ("accuracy", metrics["accuracy"]),
+        ("ROC AUC", metrics["auc"]),
+        ("log loss", metrics["log_loss"]),
+        ("threshold (dog when P(dog) >=)", metrics["threshold"]),
+        ("images", metrics["n_images"]),
+        ("skipped files", metrics["n_skipped"]),
+    ]
+    overall = _table(["metric", "value"], [(name, value) for name, value in rows])
+    per_class = _table(
+        ["class", "precision", "recall", "F1", "images"],
+        [
+            (name, scores["precision"], scores["recall"], scores["f1"], scores["support"])
+            for name, scores in metrics["per_class"].items()
+        ],
+    )
+    (tn, fp), (fn, tp) = metrics["confusion_matrix"]
+    confusion = _table(
+        ["", "predicted cat", "predicted dog"], [("true cat", tn, fp), ("true dog", fn, tp)]
+    )
+    parts = [overall, "<h3>Per class</h3>", per_class, "<h3>Confusion matrix</h3>", confusion]
+    tta = metrics.get("tta")
+    if tta:
+        parts += [
+            f"<h3>Test-time augmentation: {_e(tta['method'])}</h3>",
+            _table(
+                ["metric", "without", "with", "change"],
+                [
+                    (key, tta["without"][key], tta["with"][key], _change(tta["without"][key], tta["with"][key]))
+                    for key in tta["without"]
+                ],
+            ),
+            f"<p>{tta['changed_predictions']} of {metrics['n_images']} predictions changed class.</p>",
+        ]
+    return "".join(parts)
+
+
+def _stage_table(history, switch_epoch):
+    rows = []
+    for stage, name in ((1, "1: head only, backbone frozen"), (2, "2: fine-tuning the top of the backbone")):
+        records = [r for r in history if _stage_of(r, switch_epoch) == stage]
+        if not records:
+            continue
+        last = records[-1]
+        val_accuracies = [r["val_accuracy"] for r in records if r.get("val_accuracy") is not None]
+        rows.append(
+            (
+                name,
+                f"{records[0]['epoch'] + 1}-{last['epoch'] + 1}",
+                last.get("learning_rate"),
+                last.get("accuracy"),
+                last.get("loss"),
+                last.get("val_accuracy"),
+                last.get("val_loss"),
+                max(val_accuracies) if val_accuracies else None,
+            )
+        )
+    return _table(
+        ["stage", "epochs", "learning rate", "accuracy", "loss", "val accuracy", "val loss", "best val accuracy"],
+        rows,
+    ) + "<p>Values of each stage's last epoch (training metrics are averages over the epoch, with augmentation).</p>"
+
+
+def _stage_of(record, switch_epoch):
+    if "stage" in record:
+        return record["stage"]
+    return 1 if switch_epoch is None or record["epoch"] < switch_epoch else 2
+
+
+def _data_table(data):
+    counts = data.get("counts", {})
+    rows = [("source", data.get("source", ""))]
+    for split in ("train", "validation"):
+        if split in counts:
+            per_class = counts.get(f"{split}_per_class")
+            detail = f" ({', '.join(f'{k}: {v}' for k, v in per_class.items())})" if per_class else ""
+            rows.append((f"{split} images", f"{counts[split]}{detail}"))
+    rows.append(("skipped files", data.get("skipped", counts.get("skipped", 0))))
+    return _table(["", ""], rows, header=False)
+
+
+def _key_value_table(values):
+    # Settings are shown as written (1e-05, None), not rounded like metrics.
+    return _table(["", ""], [(key, json.dumps(value)) for key, value in values.items()], header=False)
+
+
+def _figure(name, path):
+    with open(path, "rb") as handle:
+        encoded = base64.b64encode(handle.read()).decode("ascii")
+    caption = FIGURE_CAPTIONS.get(name, name)
+    return (
+        f'<figure id="figure-{_e(name)}"><img data-figure="{_e(name)}" alt="{_e(caption)}" '
+        f'src="data:image/png;base64,{encoded}"><figcaption>{_e(caption)}</figcaption></figure>'
+    )
+
+
+def _examples(examples):
+    if not examples:
+        return "<p>No image was misclassified.</p>"
+    from catdog.figures import thumbnail
+
+    cells = []
+    for example in examples:
+        name = os.path.basename(example.path) if example.path else "(image without a file)"
+        cells.append(
+            f'<figure><img data-example alt="{_e(name)}" src="data:image/jpeg;base64,{_jpeg(thumbnail(example))}">'
+            f"<figcaption>true <b>{_e(example.true_class)}</b>, P(dog) {example.p_dog:.3f}<br>"
+            f'<span title="{_e(example.path or "")}">{_e(name)}</span></figcaption></figure>'
+        )
+    return f'<div class="examples">{"".join(cells)}</div>'
+
+
+def _skipped_list(skipped, limit=50):
+    items = "".join(f"<li>{_e(s.path)}: {_e(s.reason)}</li>" for s in skipped[:limit])
+    more = f"<li>... and {len(skipped) - limit} more (see metrics.json)</li>" if len(skipped) > limit else ""
+    return f"<ul>{items}{more}</ul>"
+
+
+def _jpeg(pixels, side=256):
+    from PIL import Image
+
+    picture = Image.fromarray(np.asarray(pixels, np.uint8))
+    picture.thumbnail((side, side))
+    buffer = io.BytesIO()
+    picture.convert("RGB").save(buffer, format="JPEG", quality=85)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _table(columns, rows, header=True):
+    head = "<tr>" + "".join(f"<th>{_e(c)}</th>" for c in columns) + "</tr>" if header else ""
+    body = "".join(
+        "<tr>" + "".join(_cell(value, first=i == 0) for i, value in enumerate(row)) + "</tr>" for row in rows
+    )
+    return f"<table>{head}{body}</table>"
+
+
+def _cell(value, first=False):
+    if first:
+        return f"<th>{_e(value)}</th>"
+    if isinstance(value, (int, float)) and not isinstance(value, bool) or value is None:
+        return f'<td class="number">{_e(_number(value))}</td>'
+    return f"<td>{_e(value)}</td>"
+
+
+def _number(value):
+    if value is None:
+        return "n/a"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if value != 0 and abs(value) < 1e-3:
+        return f"{value:.2e}"
+    return f"{value:.4f}"
+
+
+def _change(before, after):
+    if before is None or after is None:
+        return "n/a"
+    return f"{after - before:+.4f}"
+
+
+def _section(heading, body):
+    return f"<section><h2>{_e(heading)}</h2>{body}</section>"
+
+
+def _e(value):
+    return html.escape(str(value))
