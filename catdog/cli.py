@@ -99,7 +99,7 @@ def build_parser():
     train.add_argument("--cache", default=defaults.cache, help="keep decoded images between epochs: auto (in memory when under 1 GiB), memory, none, or a file path prefix (default: %(default)s)")
     train.add_argument("--seed", type=int, default=defaults.seed)
     train.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
-    train.add_argument("--resume", action="store_true", help="continue an unfinished run in --out (the default when one is found)")
+    train.add_argument("--resume", action="store_true", help="require an unfinished run in --out and continue it (the same command without --resume continues one too, and starts fresh when there is none)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
 
     predict = commands.add_parser("predict", help="P(dog) for image files and folders")
@@ -119,9 +119,11 @@ def build_parser():
 
 
 def run_train(args):
+    from catdog.checkpoint import check_resume_request
     from catdog.config import TrainConfig
     from catdog.training import train
 
+    check_resume_request(args.out, resume=args.resume, overwrite=args.overwrite)
     config = TrainConfig(
         data=args.data,
         val_data=args.val_data,
@@ -145,10 +147,12 @@ def run_train(args):
     )
     result = train(config)
     final = result.final
+    skipped = result.data.get("skipped", 0)
     print(
         f"catdog: trained {len(result.history)} epochs in {result.seconds:.0f} s; "
         f"val_accuracy {final.get('val_accuracy', float('nan')):.4f}; "
         f"model: {os.path.join(result.run_dir, 'model.keras')}"
+        + (f"; skipped {skipped} files (see {os.path.join(result.run_dir, 'skipped.txt')})" if skipped else "")
     )
     return 0
 
@@ -181,6 +185,8 @@ def run_evaluate(args):
     dataset, labels, manifest = labelled_folder(args.data, model.image_size, args.batch_size)
     metrics = basic_metrics(labels, probabilities(model, dataset), args.threshold)
     metrics["n_skipped"] = len(manifest.skipped)
+    for item in manifest.skipped:
+        print(f"catdog: skipped {item.path}: {item.reason}", file=sys.stderr)
     if args.json:
         print(json.dumps(metrics))
     else:
