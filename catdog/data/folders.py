@@ -116,11 +116,15 @@ def walk_files(folder):
     forever, a device or socket is not a photo.
     """
     files, skipped = [], []
+    top = os.path.realpath(folder)
     visited = set()
     pending = [folder]
     while pending:
         current = pending.pop()
         real = os.path.realpath(current)
+        if current != folder and (top + os.sep).startswith(real + os.sep):
+            skipped.append(SkippedFile(current, "symbolic link loop (leads back up to a folder above)"))
+            continue
         if real in visited:
             skipped.append(SkippedFile(current, "folder already visited (symbolic link loop or second link)"))
             continue
