@@ -298,13 +298,15 @@ def check_resume_request(run_dir, resume=False, overwrite=False):
     Without either, an unfinished run in `run_dir` is continued and an empty
     folder starts a new one; `--resume` insists on continuing (a typo in
     `--out` must not silently start from scratch); `--overwrite` starts over.
+    Returns the folder's `run_status` ("empty" when it will be overwritten).
     """
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite contradict each other: choose one")
-    if not resume:
-        return
     status = run_status(run_dir) if os.path.isdir(run_dir) else "empty"
+    if overwrite or not resume:
+        return "empty" if overwrite else status
     if status == "empty":
         raise ConfigError(f"--resume: {run_dir} holds no unfinished run to continue")
     if status == "finished":
         raise ConfigError(f"--resume: the run in {run_dir} has already finished")
+    return status

@@ -37,6 +37,7 @@ class TrainResult:
     run_dir: str
     data: dict
     seconds: float
+    resumed_from: int | None = None  # epochs already done when this call began
 
     @property
     def final(self):
@@ -164,6 +165,7 @@ def train(config=None, callbacks=(), **overrides):
         run_dir=run_dir,
         data=splits.summary(),
         seconds=time.perf_counter() - started,
+        resumed_from=resume_from.epoch if resume_from is not None else None,
     )
 
 
