@@ -35,8 +35,15 @@ def non_negative_int(text):
 
 def positive_float(text):
     value = _parse(float, text)
-    if not value > 0:
+    if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def seed_int(text):
+    value = _parse(int, text)
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be an integer from 0 to 2**32 - 1, got {text}")
     return value
 
 
@@ -98,9 +105,9 @@ def build_parser():
     train.add_argument("--limit", type=positive_int, help="use at most N training images")
     train.add_argument("--cache", default=defaults.cache, help="keep decoded images between epochs: auto (in memory when under 1 GiB), memory, none, or a file path prefix (default: %(default)s)")
     train.add_argument("--mixed-precision", action="store_true", help="float16 compute with a float32 output (GPUs; slower on CPUs)")
-    train.add_argument("--seed", type=int, default=defaults.seed)
+    train.add_argument("--seed", type=seed_int, default=defaults.seed, help="fixes the split, shuffling, augmentation and initial weights: the same seed and data give the same run on CPU (default: %(default)s)")
     train.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
-    train.add_argument("--resume", action="store_true", help="continue an unfinished run in --out (the default when one is found)")
+    train.add_argument("--resume", action="store_true", help="require an unfinished run in --out and continue it (the same command without --resume continues one too, and starts fresh when there is none)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
 
     predict = commands.add_parser("predict", help="P(dog) for image files and folders")
@@ -123,9 +130,11 @@ def build_parser():
 
 
 def run_train(args):
+    from catdog.checkpoint import check_resume_request
     from catdog.config import TrainConfig
     from catdog.training import train
 
+    check_resume_request(args.out, resume=args.resume, overwrite=args.overwrite)
     config = TrainConfig(
         data=args.data,
         val_data=args.val_data,
@@ -150,10 +159,14 @@ def run_train(args):
     )
     result = train(config)
     final = result.final
+    skipped = result.data.get("skipped", 0)
     print(
-        f"catdog: trained {len(result.history)} epochs in {result.seconds:.0f} s; "
+        f"catdog: trained {len(result.history)} epochs"
+        + (f" (resumed after epoch {result.resumed_from})" if result.resumed_from else "")
+        + f" in {result.seconds:.0f} s; "
         f"val_accuracy {final.get('val_accuracy', float('nan')):.4f}; "
         f"model: {os.path.join(result.run_dir, 'model.keras')}"
+        + (f"; skipped {skipped} files (see {os.path.join(result.run_dir, 'skipped.txt')})" if skipped else "")
     )
     return 0
 

@@ -56,12 +56,14 @@ class TrainConfig:
         if self.image_size < 32:
             raise ConfigError(f"image-size must be at least 32 (MobileNetV2), got {self.image_size}")
         for name in ("learning_rate", "fine_tune_learning_rate"):
-            if not float(getattr(self, name)) > 0:
+            if not 0 < float(getattr(self, name)) < float("inf"):
                 raise ConfigError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"limit must be at least 1, got {self.limit}")
         if self.cache not in ("auto", "memory", "none") and not str(self.cache).strip():
             raise ConfigError("cache must be auto, memory, none or a file path prefix")
+        if not 0 <= int(self.seed) < 2**32:
+            raise ConfigError(f"seed must be an integer from 0 to 2**32 - 1, got {self.seed}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
 

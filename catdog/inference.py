@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from catdog.data.folders import CLASS_NAMES, list_labelled_files
+from catdog.data.folders import CLASS_NAMES, list_labelled_files, walk_files
 from catdog.data.inspect import SkippedFile, inspect_files
 from catdog.data.pipeline import manifest_dataset
 from catdog.errors import DataError
@@ -35,11 +35,13 @@ def image_files(inputs):
     files, missing = [], []
     for item in inputs:
         if os.path.isdir(item):
-            for root, dirs, names in os.walk(item, followlinks=True):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                files.extend(os.path.join(root, n) for n in sorted(names) if not n.startswith("."))
-        elif os.path.exists(item):
+            found, skipped = walk_files(item)
+            files.extend(found)
+            missing.extend(skipped)
+        elif os.path.isfile(item):
             files.append(item)
+        elif os.path.exists(item):
+            missing.append(SkippedFile(item, "not a regular file"))
         else:
             missing.append(SkippedFile(item, "no such file or folder"))
     return files, missing
@@ -103,6 +105,7 @@ def labelled_folder(directory, image_size, batch_size=32):
     """(dataset, labels, manifest) for a cat/dog folder, for evaluation."""
     files = list_labelled_files(directory)
     manifest = inspect_files(files.paths, files.labels, image_size)
+    manifest.skipped = files.skipped + manifest.skipped
     if not len(manifest):
         raise DataError(f"no usable images in {directory}")
     dataset = manifest_dataset(manifest, image_size, batch_size)

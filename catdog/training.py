@@ -9,15 +9,16 @@ import keras
 from catdog import artifacts
 from catdog.callbacks import FineTuneSwitch
 from catdog.checkpoint import (
-    CHECKPOINT_FILE,
     STATE_FILE,
     RunCheckpoint,
-    read_json,
+    prepare_run_dir,
+    remove_checkpoints,
+    restore_random_state,
     write_history,
 )
 from catdog.config import TrainConfig
 from catdog.data.sources import load_splits
-from catdog.errors import CatdogError, ConfigError
+from catdog.errors import CatdogError
 from catdog.loading import load_model
 from catdog.model import CatDogClassifier
 from catdog.plots import plot_training_curves
@@ -37,6 +38,7 @@ class TrainResult:
     run_dir: str
     data: dict
     seconds: float
+    resumed_from: int | None = None  # epochs already done when this call began
 
     @property
     def final(self):
@@ -59,16 +61,18 @@ def train(config=None, callbacks=(), **overrides):
     The run folder gets `model.keras`, `history.json`, `curves.png`,
     `config.json` and `data.json` (plus `skipped.txt` when files were
     skipped), and the validation evaluation: `metrics.json`, its figures and
-    `report.html`. While it runs it keeps `checkpoint.keras` and `run_state.json`;
-    calling `train` again with the same folder resumes from the last
-    completed epoch.
+    `report.html`. While it runs it keeps the last epoch's checkpoint and
+    `run_state.json`; calling `train` again with the same folder and settings
+    resumes from the last completed epoch, exactly where the interrupted run
+    was (see `catdog.checkpoint`). `config.seed` fixes everything random:
+    two runs with the same seed and data give the same weights on CPU.
     """
     config = config or TrainConfig()
     if overrides:
         config = TrainConfig.from_dict({**config.to_dict(), **overrides})
     run_dir = config.out
     started = time.perf_counter()
-    resume_from = _prepare_run_dir(config)
+    resume_from = prepare_run_dir(config)
     keras.utils.set_random_seed(config.seed)
 
     splits = load_splits(
@@ -93,19 +97,21 @@ def train(config=None, callbacks=(), **overrides):
 
     records, initial_epoch = [], 0
     if resume_from is not None:
-        model = load_model(os.path.join(run_dir, CHECKPOINT_FILE))
-        records = (read_json(os.path.join(run_dir, "history.json")) or {}).get("epochs", [])
-        initial_epoch = resume_from
-        records = [r for r in records if r["epoch"] < initial_epoch]
+        model = load_model(resume_from.checkpoint)
+        records, initial_epoch = resume_from.records, resume_from.epoch
+        # Continue exactly where the interrupted run was: the augmentation and
+        # dropout generators (the shuffle order follows from the epoch).
+        restore_random_state(model, resume_from.random_state)
         if config.verbose:
             print(f"catdog: resuming {run_dir} after epoch {initial_epoch} (stage {model.stage})")
+        _warn_if_data_changed(resume_from.previous_data, splits.summary())
     else:
         model = CatDogClassifier(
             image_size=config.image_size,
             alpha=config.alpha,
             weights=config.weights,
             dropout=config.dropout,
-            augmentation=config.augmentation,
+            augmentation=_seeded(config.augmentation, config.seed),
             fine_tune_at=config.fine_tune_at,
             mixed_precision=config.mixed_precision,
         )
@@ -113,8 +119,13 @@ def train(config=None, callbacks=(), **overrides):
 
     switch_epoch = config.epochs
     recorder = RunCheckpoint(run_dir, config.total_epochs, switch_epoch, records)
+    train_data, steps_per_epoch = splits.train, None
+    if splits.train_for_epochs is not None:  # epoch-keyed order: resumable
+        train_data = splits.train_for_epochs(initial_epoch, config.total_epochs)
+        steps_per_epoch = splits.steps_per_epoch
     model.fit(
-        splits.train,
+        train_data,
+        steps_per_epoch=steps_per_epoch,
         validation_data=splits.validation,
         epochs=config.total_epochs,
         initial_epoch=initial_epoch,
@@ -132,9 +143,15 @@ def train(config=None, callbacks=(), **overrides):
         verbose=config.verbose,
     )
     if recorder.diverged:
+        last = recorder.last_checkpoint
+        kept = (
+            f"the last good checkpoint is kept: {last}"
+            if last
+            else "no epoch had completed, so there is no checkpoint"
+        )
         raise TrainingDiverged(
-            f"{recorder.diverged}; stopped. The last good checkpoint is "
-            f"{os.path.join(run_dir, CHECKPOINT_FILE)} (lower --lr to retry)"
+            f"{recorder.diverged}; stopped, {kept}. "
+            "Retry with a lower --lr or --fine-tune-lr (and --overwrite)"
         )
 
     artifacts.save_model(model, os.path.join(run_dir, MODEL_FILE))
@@ -144,9 +161,7 @@ def train(config=None, callbacks=(), **overrides):
         os.path.join(run_dir, STATE_FILE),
         {"completed_epochs": config.total_epochs, "total_epochs": config.total_epochs, "finished": True},
     )
-    checkpoint = os.path.join(run_dir, CHECKPOINT_FILE)
-    if os.path.exists(checkpoint):
-        os.remove(checkpoint)
+    remove_checkpoints(run_dir)
     # metrics.json, the evaluation figures and report.html, on the validation data.
     write_run_report(run_dir, model, splits, config, recorder.records, switch_epoch)
     return TrainResult(
@@ -155,38 +170,23 @@ def train(config=None, callbacks=(), **overrides):
         run_dir=run_dir,
         data=splits.summary(),
         seconds=time.perf_counter() - started,
+        resumed_from=resume_from.epoch if resume_from is not None else None,
     )
 
 
-def _prepare_run_dir(config):
-    """Create the run folder; return the epoch to resume from, or None.
+def _seeded(augmentation, seed):
+    """The model's augmentation arguments with the run's seed."""
+    if augmentation is True:
+        return {"seed": seed}
+    if isinstance(augmentation, dict):
+        return {"seed": seed, **augmentation}
+    return augmentation
 
-    A folder holding a finished run is refused unless `overwrite`; one
-    holding an unfinished run is resumed (if `resume`) or refused.
-    """
-    run_dir = config.out
-    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
-        raise ConfigError(f"--out {run_dir} exists and is not a folder")
-    state = read_json(os.path.join(run_dir, STATE_FILE))
-    has_run = state is not None or os.path.exists(os.path.join(run_dir, MODEL_FILE))
-    if has_run and config.overwrite:
-        for name in (MODEL_FILE, CHECKPOINT_FILE, STATE_FILE, "history.json", "curves.png", "skipped.txt"):
-            path = os.path.join(run_dir, name)
-            if os.path.exists(path):
-                os.remove(path)
-        has_run, state = False, None
-    os.makedirs(run_dir, exist_ok=True)
-    if not has_run:
-        return None
-    if state and state.get("finished") or state is None:
-        raise ConfigError(
-            f"{run_dir} already holds a finished run; pass --overwrite to replace it "
-            "or choose another --out"
+
+def _warn_if_data_changed(before, now):
+    """A resumed run on other data is not the run that was interrupted: say so."""
+    if before and before.get("counts") != now.get("counts"):
+        print(
+            f"catdog: warning: the data changed since this run started "
+            f"({before.get('counts')} -> {now.get('counts')}); resuming anyway"
         )
-    checkpoint = os.path.join(run_dir, CHECKPOINT_FILE)
-    if not config.resume or not os.path.exists(checkpoint):
-        raise ConfigError(
-            f"{run_dir} holds an unfinished run; pass --overwrite to start over"
-            + ("" if config.resume else " or --resume to continue it")
-        )
-    return int(state.get("completed_epochs", 0))

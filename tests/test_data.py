@@ -115,6 +115,10 @@ def test_tfds_source_uses_the_80_20_split_and_cat_dog_labels(monkeypatch):
     with tfds.testing.mock_data(num_examples=20):  # mock data ignores slicing
         splits = load_splits("tfds:cats_vs_dogs", image_size=32, batch_size=5, limit=10)
         x, y = next(iter(splits.train))
+        two_epochs = [float(b.numpy().sum()) for b, _ in splits.train_for_epochs(0, 2)]
+        second_epoch = [float(b.numpy().sum()) for b, _ in splits.train_for_epochs(1, 2)]
+    assert splits.steps_per_epoch == 2 and len(two_epochs) == 4
+    assert two_epochs[2:] == second_epoch  # epochs keyed by number, as for folders
     assert calls[0][0] == "cats_vs_dogs"
     assert calls[0][1]["split"] == ["train[:80%]", "train[80%:]"]
     assert calls[0][1]["as_supervised"] is True
@@ -156,3 +160,22 @@ def test_auto_cache_only_when_it_fits():
     assert resolve_cache("auto", 20000, 224) is None  # 3 GB: stream
     assert resolve_cache("none", 10, 32) is None
     assert resolve_cache("/tmp/x", 10, 32) == "/tmp/x"
+
+
+@pytest.mark.parametrize("cache", ["none", "memory"])
+def test_each_epochs_order_depends_on_the_seed_and_the_epoch_only(tmp_path, cache):
+    """What lets a resumed run see the batches the interrupted one would have."""
+    root = write_photo_folder(tmp_path, per_class=5)
+    files = list_labelled_files(str(root))
+    manifest = inspect_files(files.paths, files.labels, 32)
+
+    def epochs(first, last, seed=0):
+        dataset = manifest_dataset(manifest, 32, 4, shuffle=True, seed=seed, cache=cache, epochs=(first, last))
+        batches = [y.numpy().tolist() + [float(x.numpy().sum())] for x, y in dataset]
+        return [batches[i : i + 3] for i in range(0, len(batches), 3)]  # 3 batches per epoch
+
+    whole = epochs(0, 3)
+    assert len(whole) == 3 and whole[0] != whole[1] != whole[2]
+    assert epochs(1, 3) == whole[1:] and epochs(2, 3) == whole[2:]
+    assert epochs(0, 1, seed=1) != whole[:1]
+    assert epochs(3, 3) == []

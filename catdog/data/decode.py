@@ -61,7 +61,10 @@ def decode_pil(path, image_size=None):
         if image_size is not None and image.format == "JPEG":
             height, width = as_size_pair(image_size)
             image.draft("RGB", (width, height))  # DCT scaling, like decode_tf
-        image = ImageOps.exif_transpose(image)
+        try:
+            image = ImageOps.exif_transpose(image)
+        except Exception:  # a broken EXIF block: the pixels as stored
+            image.load()
         if image.mode in ("RGBA", "LA", "PA") or (
             image.mode == "P" and "transparency" in image.info
         ):

@@ -1,6 +1,14 @@
-"""Find labelled image files in a folder with one sub-folder per class."""
+"""Find labelled image files in a folder with one sub-folder per class.
+
+Real photo folders hold more than photos: hidden files (`.DS_Store`,
+`._IMG_1.jpg`), nested albums, symbolic links (some dangling, some looping
+back up), sockets and pipes. Every entry under a class folder either becomes a
+candidate file or a `SkippedFile` with the reason, so nothing is dropped
+without a line in the report.
+"""
 
 import os
+import stat
 from dataclasses import dataclass, field
 
 from catdog.errors import DataError
@@ -10,6 +18,14 @@ CLASS_NAMES = ("cat", "dog")
 _FOLDER_LABELS = {"cat": 0, "cats": 0, "dog": 1, "dogs": 1}
 
 
+@dataclass
+class SkippedFile:
+    """A file (or folder) that is not used, and why."""
+
+    path: str
+    reason: str
+
+
 def label_of_folder(name):
     """0 for cat/cats, 1 for dog/dogs (any case), None for anything else."""
     return _FOLDER_LABELS.get(name.lower())
@@ -17,11 +33,12 @@ def label_of_folder(name):
 
 @dataclass
 class LabelledFiles:
-    """Image candidates with their labels, and the folders that were ignored."""
+    """Image candidates with their labels, what was ignored, and what was skipped."""
 
     paths: list = field(default_factory=list)
     labels: list = field(default_factory=list)
     ignored_folders: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
 
     def __len__(self):
         return len(self.paths)
@@ -34,6 +51,7 @@ class LabelledFiles:
             [self.paths[i] for i in indices],
             [self.labels[i] for i in indices],
             list(self.ignored_folders),
+            list(self.skipped),
         )
 
 
@@ -42,6 +60,10 @@ def list_labelled_files(directory):
 
     Every file is a candidate, whatever its extension: whether it is an image
     is for the decoder to say, and what it says is reported, not guessed.
+    Hidden entries, special files, dangling links, folders reached twice
+    (symbolic-link loops) and second paths to one file are listed in
+    `skipped` with the reason; other top-level folders in `ignored_folders`
+    (and in `skipped`).
 
     Raises:
         DataError: the folder does not exist or has no cat/dog sub-folders.
@@ -50,14 +72,19 @@ def list_labelled_files(directory):
         raise DataError(f"data folder not found: {directory}")
     if not os.path.isdir(directory):
         raise DataError(f"not a folder: {directory}")
+    try:
+        entries = sorted(os.scandir(directory), key=lambda e: e.name)
+    except OSError as error:
+        raise DataError(f"cannot read data folder {directory}: {os_reason(error)}") from None
     found = LabelledFiles()
     class_folders = []
-    for entry in sorted(os.scandir(directory), key=lambda e: e.name):
-        if entry.name.startswith(".") or not entry.is_dir():
+    for entry in entries:
+        if entry.name.startswith(".") or not _is_dir(entry):
             continue
         label = label_of_folder(entry.name)
         if label is None:
             found.ignored_folders.append(entry.path)
+            found.skipped.append(SkippedFile(entry.path, "folder ignored: not cat(s)/ or dog(s)/"))
         else:
             class_folders.append((entry.path, label))
     if not class_folders:
@@ -65,17 +92,95 @@ def list_labelled_files(directory):
             f"{directory} has no class sub-folders: expected cat/ (or cats/) "
             "and dog/ (or dogs/), one image file per example"
         )
+    first_path_of = {}
     for folder, label in class_folders:
-        for path in _walk_files(folder):
+        files, skipped = walk_files(folder)
+        found.skipped += skipped
+        for path in files:
+            real = os.path.realpath(path)
+            if real in first_path_of:
+                found.skipped.append(SkippedFile(path, f"same file as {first_path_of[real]}"))
+                continue
+            first_path_of[real] = path
             found.paths.append(path)
             found.labels.append(label)
     return found
 
 
-def _walk_files(folder):
-    """Files under `folder` in a stable order, skipping hidden entries."""
-    for root, dirs, files in os.walk(folder, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            if not name.startswith("."):
-                yield os.path.join(root, name)
+def walk_files(folder):
+    """(files, skipped) under `folder`, recursively, in a stable order.
+
+    Follows symbolic links to files and folders, but visits each real folder
+    once, so a link back up the tree is a skipped entry, not an endless walk.
+    Only regular files are candidates: a named pipe would block the decoder
+    forever, a device or socket is not a photo.
+    """
+    files, skipped = [], []
+    top = os.path.realpath(folder)
+    visited = set()
+    pending = [folder]
+    while pending:
+        current = pending.pop()
+        real = os.path.realpath(current)
+        if current != folder and (top + os.sep).startswith(real + os.sep):
+            skipped.append(SkippedFile(current, "symbolic link loop (leads back up to a folder above)"))
+            continue
+        if real in visited:
+            skipped.append(SkippedFile(current, "folder already visited (symbolic link loop or second link)"))
+            continue
+        visited.add(real)
+        try:
+            entries = sorted(os.scandir(current), key=lambda e: e.name)
+        except OSError as error:
+            skipped.append(SkippedFile(current, f"folder unreadable: {os_reason(error)}"))
+            continue
+        subfolders = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                skipped.append(SkippedFile(entry.path, "hidden (name starts with '.')"))
+                continue
+            kind = _kind(entry)
+            if kind == "dir":
+                subfolders.append(entry.path)
+            elif kind == "file":
+                files.append(entry.path)
+            else:
+                skipped.append(SkippedFile(entry.path, kind))
+        pending.extend(reversed(subfolders))  # popped in sorted order
+    return files, skipped
+
+
+def _is_dir(entry):
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def _kind(entry):
+    """"dir", "file", or the reason the entry is neither."""
+    try:
+        mode = os.stat(entry.path).st_mode  # follows symbolic links
+    except FileNotFoundError:
+        if entry.is_symlink():
+            return f"broken symbolic link (to {os.readlink(entry.path)})"
+        return "vanished while listing"
+    except OSError as error:
+        return f"unreadable: {os_reason(error)}"
+    if stat.S_ISDIR(mode):
+        return "dir"
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISFIFO(mode):
+        return "not a regular file (named pipe)"
+    if stat.S_ISSOCK(mode):
+        return "not a regular file (socket)"
+    return "not a regular file (device)"
+
+
+def os_reason(error):
+    """A short reason for an OSError, without the path it names."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror[0].lower() + error.strerror[1:]
+    text = str(error).strip().splitlines()
+    return (text[0] if text else type(error).__name__)[:200]

@@ -14,17 +14,12 @@ import tensorflow as tf
 from PIL import Image, UnidentifiedImageError
 
 from catdog.data.decode import decode_pil, decode_tf
+from catdog.data.folders import SkippedFile, os_reason
 
 #: Formats TensorFlow's own decoders read correctly in the common modes.
 TF_FORMATS = {"JPEG", "PNG", "GIF", "BMP"}
 _TF_MODES = {"RGB", "L", "P", "1"}
 _EXIF_ORIENTATION = 0x0112
-
-
-@dataclass
-class SkippedFile:
-    path: str
-    reason: str
 
 
 @dataclass
@@ -54,23 +49,34 @@ class ImageManifest:
 
 
 def choose_decoder(path):
-    """("tf" | "pil", None) for a probably-usable file, else (None, reason)."""
+    """("tf" | "pil", None) for a probably-usable file, else (None, reason).
+
+    TensorFlow decodes the plain cases in the graph; Pillow takes what
+    TensorFlow gets wrong or cannot do: transparency (TF drops alpha, so
+    transparent pixels come out black or garbage; Pillow puts them on
+    white), EXIF orientation (TF ignores it), CMYK and other modes, 16-bit
+    greyscale, formats TF lacks (TIFF, older TF: WebP), animated GIFs (TF
+    decodes every frame to keep the first) and truncated JPEGs.
+    """
     try:
+        if not os.path.isfile(path):
+            return None, "not a regular file" if os.path.exists(path) else "no such file"
         if os.path.getsize(path) == 0:
             return None, "empty file"
         with Image.open(path) as image:
             image_format, mode = image.format, image.mode
-            orientation = 1
-            if image_format == "JPEG":
-                orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
-            transparent = "A" in mode or "transparency" in image.info
             if image.width < 1 or image.height < 1:
                 return None, "image has no pixels"
+            orientation = _orientation(image)
+            transparent = "A" in mode or "transparency" in image.info
+            animated = image_format == "GIF" and getattr(image, "is_animated", False)
     except UnidentifiedImageError:
         return None, "not an image (unknown format)"
     except Image.DecompressionBombError:
         return None, "image too large (decompression bomb guard)"
-    except (OSError, ValueError, SyntaxError) as error:
+    except OSError as error:
+        return None, f"unreadable: {os_reason(error)}"
+    except Exception as error:  # a malformed header can raise almost anything
         return None, f"unreadable: {_short(error)}"
     if image_format == "JPEG" and not _has_jpeg_end(path):
         return "pil", None  # truncated: let Pillow say so, without TF's log noise
@@ -79,9 +85,18 @@ def choose_decoder(path):
         and mode in _TF_MODES
         and orientation == 1
         and not transparent
+        and not animated
     ):
         return "tf", None
     return "pil", None
+
+
+def _orientation(image):
+    """EXIF orientation (1 = as stored); a broken EXIF block counts as 1."""
+    try:
+        return int(image.getexif().get(_EXIF_ORIENTATION, 1) or 1)
+    except Exception:  # EXIF parsing is best effort; the pixels may be fine
+        return 1
 
 
 def _has_jpeg_end(path, tail=4096):
@@ -97,6 +112,10 @@ def pil_problem(path, image_size=None):
     try:
         decode_pil(path, image_size)
         return None
+    except OSError as error:
+        if isinstance(error, FileNotFoundError | PermissionError):
+            return f"unreadable: {os_reason(error)}"
+        return _short(error)
     except Exception as error:  # any decoder failure means: skip this file
         return _short(error)
 

@@ -34,7 +34,7 @@ def resolve_cache(cache, n_images, image_size):
 
 
 def manifest_dataset(
-    manifest, image_size, batch_size, shuffle=False, seed=None, cache="none"
+    manifest, image_size, batch_size, shuffle=False, seed=None, cache="none", epochs=None
 ):
     """Batches of (uint8 images, float labels) from an `ImageManifest`.
 
@@ -43,6 +43,12 @@ def manifest_dataset(
     epochs read pixels from memory (or the cache file). Augmentation is not
     here but in the model, where it is saved with it and stays random per
     epoch even over cached pixels.
+
+    With `shuffle` and `epochs=(first, last)` the result holds epochs
+    `first` to `last - 1` one after the other, each epoch's order a function
+    of `seed` and the epoch number alone (see `epoch_seed`): a run resumed at
+    epoch 3 sees exactly the batches an uninterrupted run sees in epoch 3.
+    Iterate it with `fit(..., steps_per_epoch=ceil(len(manifest) / batch_size))`.
     """
     paths, labels, use_pil = as_arrays(manifest)
     cache_to = resolve_cache(cache, len(paths), image_size)
@@ -50,6 +56,8 @@ def manifest_dataset(
         order = np.random.default_rng(seed).permutation(len(paths))
         paths, labels, use_pil = paths[order], labels[order], use_pil[order]
     dataset = tf.data.Dataset.from_tensor_slices((paths, labels, use_pil))
+    if shuffle and epochs is not None:
+        return _keyed_epochs(dataset, image_size, batch_size, seed, cache_to, epochs)
     if shuffle and cache_to is None:
         dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.map(
@@ -65,8 +73,23 @@ def manifest_dataset(
     return dataset.batch(batch_size).prefetch(AUTOTUNE)
 
 
-def decoded_dataset(dataset, image_size, batch_size, shuffle=False, seed=None, size=None, cache="none"):
-    """Batches from a dataset of already-decoded (image, label) pairs, e.g. TFDS."""
+def decoded_dataset(dataset, image_size, batch_size, shuffle=False, seed=None, size=None, cache="none", epochs=None):
+    """Batches from a dataset of already-decoded (image, label) pairs, e.g. TFDS.
+
+    `epochs=(first, last)` with `shuffle`: epochs keyed by number, as in
+    `manifest_dataset`.
+    """
+    if shuffle and epochs is not None:
+        buffer = min(size or 10_000, 10_000)
+
+        def one_epoch(epoch):
+            return decoded_dataset(
+                dataset.shuffle(buffer, seed=epoch_seed(seed, epoch), reshuffle_each_iteration=False),
+                image_size,
+                batch_size,
+            )
+
+        return over_epochs(one_epoch, epochs)
     if shuffle:
         dataset = dataset.shuffle(min(size or 10_000, 10_000), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.map(
@@ -78,3 +101,47 @@ def decoded_dataset(dataset, image_size, batch_size, shuffle=False, seed=None, s
     if cache_to is not None and not shuffle:
         dataset = dataset.cache(cache_to)
     return dataset.batch(batch_size).prefetch(AUTOTUNE)
+
+
+def epoch_seed(seed, epoch):
+    """The shuffle seed of one epoch: depends on the run's seed and the epoch only."""
+    return (int(seed or 0) * 1_000_003 + int(epoch)) % (2**31 - 1)
+
+
+def over_epochs(one_epoch, epochs):
+    """Epochs `first`..`last - 1` of `one_epoch(epoch)` (a dataset) in one dataset."""
+    first, last = (int(e) for e in epochs)
+    dataset = one_epoch(first)
+    if last <= first:
+        return dataset.take(0)
+    for epoch in range(first + 1, last):
+        dataset = dataset.concatenate(one_epoch(epoch))
+    return dataset.prefetch(AUTOTUNE)
+
+
+def _keyed_epochs(files, image_size, batch_size, seed, cache_to, epochs):
+    def decode(path, label, pil):
+        return load_image(path, image_size, pil), label
+
+    n = max(int(files.cardinality()), 1)
+    if cache_to is None:
+        # Shuffle the file names (cheap), then decode in parallel, in order.
+        def one_epoch(epoch):
+            return (
+                files.shuffle(n, seed=epoch_seed(seed, epoch), reshuffle_each_iteration=False)
+                .map(decode, num_parallel_calls=AUTOTUNE, deterministic=True)
+                .batch(batch_size)
+            )
+
+    else:
+        # Decode once into the cache (shared by all epochs), then mix the
+        # pixels with a bounded buffer over the once-shuffled file order.
+        decoded = files.map(decode, num_parallel_calls=AUTOTUNE, deterministic=True).cache(cache_to)
+        buffer = min(n, CACHED_SHUFFLE_BUFFER)
+
+        def one_epoch(epoch):
+            return decoded.shuffle(
+                buffer, seed=epoch_seed(seed, epoch), reshuffle_each_iteration=False
+            ).batch(batch_size)
+
+    return over_epochs(one_epoch, epochs)

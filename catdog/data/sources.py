@@ -1,5 +1,6 @@
 """Where training data comes from: TFDS `cats_vs_dogs` or a folder of images."""
 
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -27,6 +28,11 @@ class DataSplits:
     source: str = ""
     #: The validation files (an `ImageManifest`) when they are files, for reports.
     validation_manifest: object = None
+    #: `train_for_epochs(first, last)`: the training batches of epochs
+    #: first..last-1 in one dataset, each epoch's order fixed by the seed and
+    #: the epoch number (for resumable runs); iterate with `steps_per_epoch`.
+    train_for_epochs: object = None
+    steps_per_epoch: int | None = None
 
     def summary(self):
         return {
@@ -63,11 +69,11 @@ def load_splits(
         return load_tfds_splits(data, image_size, batch_size, limit, seed, cache)
     files = list_labelled_files(data)
     train = inspect_files(files.paths, files.labels, image_size)
-    skipped = list(train.skipped)
+    skipped = files.skipped + train.skipped
     if val_data is not None:
         val_files = list_labelled_files(val_data)
         validation = inspect_files(val_files.paths, val_files.labels, image_size)
-        skipped += validation.skipped
+        skipped += val_files.skipped + validation.skipped
     else:
         if not 0.0 < val_split < 1.0:
             raise ConfigError(f"val_split must be between 0 and 1, got {val_split}")
@@ -92,6 +98,10 @@ def load_splits(
         skipped=skipped,
         source=str(data),
         validation_manifest=validation,
+        train_for_epochs=lambda first, last: manifest_dataset(
+            train, image_size, batch_size, shuffle=True, seed=seed, cache=cache, epochs=(first, last)
+        ),
+        steps_per_epoch=math.ceil(len(train) / batch_size),
     )
 
 
@@ -160,6 +170,10 @@ def load_tfds_splits(spec, image_size, batch_size, limit=None, seed=0, cache="au
         counts={"train": n_train, "validation": n_val, "skipped": 0},
         skipped=[],
         source=spec,
+        train_for_epochs=lambda first, last: decoded_dataset(
+            train, image_size, batch_size, shuffle=True, seed=seed, size=n_train, epochs=(first, last)
+        ),
+        steps_per_epoch=math.ceil(n_train / batch_size),
     )
 
 
