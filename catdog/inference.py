@@ -101,16 +101,5 @@ def predict_files(model, inputs, batch_size=32, threshold=0.5):
     return [Prediction(path, float(p), threshold) for path, p in zip(manifest.paths, p_dog)], skipped
 
 
-def labelled_folder(directory, image_size, batch_size=32):
-    """(dataset, labels, manifest) for a cat/dog folder, for evaluation."""
-    files = list_labelled_files(directory)
-    manifest = inspect_files(files.paths, files.labels, image_size)
-    manifest.skipped = files.skipped + manifest.skipped
-    if not len(manifest):
-        raise DataError(f"no usable images in {directory}")
-    dataset = manifest_dataset(manifest, image_size, batch_size)
-    return dataset, np.asarray(manifest.labels, np.float32), manifest
-
-
 def has_gpu():
     return bool(tf.config.list_physical_devices("GPU"))

@@ -64,7 +64,7 @@ def labelled_data(data, image_size, batch_size=32):
             manifest_dataset(manifest, image_size, batch_size),
             source=spec,
             paths=list(manifest.paths),
-            skipped=list(manifest.skipped),
+            skipped=list(files.skipped) + list(manifest.skipped),
         )
     raise DataError(f"cannot evaluate on a {type(data).__name__}: pass a folder, a tfds: spec, a dataset or (images, labels)")
 
