@@ -17,8 +17,10 @@ from catdog.errors import (
     ConfigError,
     DataError,
     ModelFileError,
+    OptionalDependencyError,
     WeightsUnavailableError,
 )
+from catdog.export import export_model, load_exported
 from catdog.layers import ImageAugmentation, ImagePreprocessor
 from catdog.loading import load_model
 from catdog.model import CatDogClassifier
@@ -36,11 +38,14 @@ __all__ = [
     "ImageAugmentation",
     "ImagePreprocessor",
     "ModelFileError",
+    "OptionalDependencyError",
     "TrainConfig",
     "TrainResult",
     "WeightsUnavailableError",
     "build_mobilenet_v2",
     "compile_for_stage_one",
+    "export_model",
+    "load_exported",
     "load_model",
     "replace_optimizer",
     "train",
