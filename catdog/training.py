@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import keras
 
-from catdog import artifacts
+from catdog import artifacts, distribute
 from catdog.callbacks import FineTuneSwitch
 from catdog.checkpoint import (
     CHECKPOINT_FILE,
@@ -36,6 +36,8 @@ class TrainResult:
     run_dir: str
     data: dict
     seconds: float
+    #: False on the processes of a multihost run that do not write the run folder.
+    is_chief: bool = True
 
     @property
     def final(self):
@@ -66,7 +68,12 @@ def train(config=None, callbacks=(), **overrides):
         config = TrainConfig.from_dict({**config.to_dict(), **overrides})
     run_dir = config.out
     started = time.perf_counter()
-    resume_from = _prepare_run_dir(config)
+    # Under --distribute multihost only process 0 (the chief) owns the run
+    # folder; the others learn from it whether and where the run resumes.
+    distributor = distribute.setup(config)
+    chief = distributor.is_chief
+    verbose = config.verbose if chief else 0
+    resume_from = distributor.run_on_chief(lambda: _prepare_run_dir(config))
     keras.utils.set_random_seed(config.seed)
 
     splits = load_splits(
@@ -78,9 +85,10 @@ def train(config=None, callbacks=(), **overrides):
         limit=config.limit,
         seed=config.seed,
     )
-    artifacts.write_json(os.path.join(run_dir, "config.json"), config.to_dict())
-    artifacts.write_json(os.path.join(run_dir, "data.json"), splits.summary())
-    if splits.skipped:
+    if chief:
+        artifacts.write_json(os.path.join(run_dir, "config.json"), config.to_dict())
+        artifacts.write_json(os.path.join(run_dir, "data.json"), splits.summary())
+    if splits.skipped and chief:
         artifacts.write_text(
             os.path.join(run_dir, "skipped.txt"),
             "".join(f"{s.path}\t{s.reason}\n" for s in splits.skipped),
@@ -90,28 +98,31 @@ def train(config=None, callbacks=(), **overrides):
 
     records, initial_epoch = [], 0
     if resume_from is not None:
-        model = load_model(os.path.join(run_dir, CHECKPOINT_FILE))
-        records = (read_json(os.path.join(run_dir, "history.json")) or {}).get("epochs", [])
+        model = distributor.load_checkpoint(os.path.join(run_dir, CHECKPOINT_FILE))
+        records = (read_json(os.path.join(run_dir, "history.json")) or {}).get("epochs", []) if chief else []
         initial_epoch = resume_from
         records = [r for r in records if r["epoch"] < initial_epoch]
-        if config.verbose:
+        if verbose:
             print(f"catdog: resuming {run_dir} after epoch {initial_epoch} (stage {model.stage})")
     else:
-        model = CatDogClassifier(
-            image_size=config.image_size,
-            alpha=config.alpha,
-            weights=config.weights,
-            dropout=config.dropout,
-            augmentation=config.augmentation,
-            fine_tune_at=config.fine_tune_at,
-        )
-        compile_for_stage_one(model, config.learning_rate)
+        with distributor.scope():
+            model = CatDogClassifier(
+                image_size=config.image_size,
+                alpha=config.alpha,
+                weights=config.weights,
+                dropout=config.dropout,
+                augmentation=config.augmentation,
+                fine_tune_at=config.fine_tune_at,
+            )
+            compile_for_stage_one(model, config.learning_rate)
+    if verbose and distributor.name != distribute.NONE:
+        print(f"catdog: training on {distributor.describe()}; global batch {config.batch_size}")
 
     switch_epoch = config.epochs
-    recorder = RunCheckpoint(run_dir, config.total_epochs, switch_epoch, records)
+    recorder = RunCheckpoint(run_dir if chief else None, config.total_epochs, switch_epoch, records)
     model.fit(
-        splits.train,
-        validation_data=splits.validation,
+        distributor.distribute_dataset(splits.train, splits.counts.get("train")),
+        validation_data=distributor.distribute_dataset(splits.validation, splits.counts.get("validation")),
         epochs=config.total_epochs,
         initial_epoch=initial_epoch,
         callbacks=[
@@ -119,18 +130,28 @@ def train(config=None, callbacks=(), **overrides):
                 switch_epoch,
                 fine_tune_at=config.fine_tune_at,
                 learning_rate=config.fine_tune_learning_rate,
-                verbose=config.verbose,
+                verbose=verbose,
             ),
             recorder,
             *callbacks,
         ],
         shuffle=False,  # the pipeline shuffles, reproducibly
-        verbose=config.verbose,
+        verbose=verbose,
     )
     if recorder.diverged:
         raise TrainingDiverged(
             f"{recorder.diverged}; stopped. The last good checkpoint is "
             f"{os.path.join(run_dir, CHECKPOINT_FILE)} (lower --lr to retry)"
+        )
+
+    if not chief:  # multihost: process 0 alone writes the run folder
+        return TrainResult(
+            model=model,
+            history=recorder.records,
+            run_dir=run_dir,
+            data=splits.summary(),
+            seconds=time.perf_counter() - started,
+            is_chief=False,
         )
 
     artifacts.save_model(model, os.path.join(run_dir, MODEL_FILE))
