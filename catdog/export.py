@@ -203,7 +203,8 @@ def write_onnx(model, path):
 
     spec = keras.InputSpec(shape=(None, model.image_size, model.image_size, 3), dtype="uint8", name=INPUT_NAME)
     try:
-        with _quiet():
+        with _quiet(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # Keras' tf2onnx numpy-2 patch
             model.export(path, format="onnx", input_signature=[spec], opset_version=ONNX_OPSET, verbose=False)
     except Exception as error:
         raise ExportError(f"ONNX export failed: {_first_line(error)}") from error
