@@ -97,9 +97,12 @@ def bench_pipeline(p, train_dir, work, weights):
     }
     rows = {}
     for stage in (1, 2):
+        built = {}  # one model per kind and stage: its train step is traced once
         for name, (make_data, make_model) in variants.items():
             log(f"pipeline: stage {stage}, {name}")
-            model, timer = make_model(stage), common.EpochTimer()
+            if make_model not in built:
+                built[make_model] = make_model(stage)
+            model, timer = built[make_model], common.EpochTimer()
             model.fit(make_data(), epochs=p["pipeline_epochs"], callbacks=[timer], shuffle=False, verbose=0)
             later = timer.seconds[1:]  # from the second epoch on
             rows[(stage, name)] = {

@@ -19,8 +19,10 @@ from catdog.errors import (
     ConfigError,
     DataError,
     ModelFileError,
+    OptionalDependencyError,
     WeightsUnavailableError,
 )
+from catdog.export import export_model, load_exported
 from catdog.layers import ImageAugmentation, ImagePreprocessor
 from catdog.loading import load_model
 from catdog.model import CatDogClassifier
@@ -39,6 +41,7 @@ __all__ = [
     "ImageAugmentation",
     "ImagePreprocessor",
     "ModelFileError",
+    "OptionalDependencyError",
     "TrainConfig",
     "TrainResult",
     "WeightsUnavailableError",
@@ -46,6 +49,8 @@ __all__ = [
     "compile_for_stage_one",
     "evaluate",
     "explain",
+    "export_model",
+    "load_exported",
     "load_model",
     "replace_optimizer",
     "train",

@@ -49,7 +49,10 @@ def write_json(path, data):
 
 def save_model(model, path):
     """`model.save(path)` without ever leaving a half-written `.keras` file."""
-    replace_atomically(path, model.save)
+    from catdog.distribute import outside_distribution
+
+    with outside_distribution():  # multihost: the chief saves alone
+        replace_atomically(path, model.save)
 
 
 def _jsonable(value):

@@ -66,8 +66,17 @@ class FineTuneSwitch(keras.callbacks.Callback):
 
     def switch(self, epoch=None):
         """Unfreeze and move to the stage-2 optimizer now."""
+        # JAX's fit() keeps the training state outside the variables during an
+        # epoch; write it back before the trainable set changes. Doing so also
+        # makes fit() re-read the (new) state at its next step. At an epoch
+        # start, where the switch normally happens, this is a no-op.
+        if hasattr(self.model, "jax_state_sync"):
+            self.model.jax_state_sync()
         self.model.unfreeze_backbone(self.fine_tune_at)
-        optimizer = self._fine_tune_optimizer()
+        # Under tf.distribute an optimizer belongs to the strategy it was made
+        # in (its iteration counter is created in __init__): make it there.
+        with strategy_scope(self.model):
+            optimizer = self._fine_tune_optimizer()
         replace_optimizer(self.model, optimizer)
         if self.verbose:
             trainable = len(self.model.trainable_variables)
@@ -100,19 +109,28 @@ def replace_optimizer(model, optimizer):
     """Make a compiled model train its current trainable variables with `optimizer`.
 
     Builds the optimizer's slots for exactly the trainable variables (inside
-    the distribution strategy, if any), wraps it for loss scaling under
-    mixed precision as `compile()` would, and forces a new train function.
+    the model's tf.distribute strategy, if any), wraps it for loss scaling
+    under mixed precision as `compile()` would, and forces a new train
+    function. Under a strategy, create `optimizer` inside its scope too.
     """
-    if model.dtype_policy.name == "mixed_float16" and not isinstance(
-        optimizer, keras.optimizers.LossScaleOptimizer
-    ):
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    strategy = getattr(model, "distribute_strategy", None)
-    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
-    with scope:
+    with strategy_scope(model):
+        if model.dtype_policy.name == "mixed_float16" and not isinstance(
+            optimizer, keras.optimizers.LossScaleOptimizer
+        ):
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         optimizer.build(model.trainable_variables)
     model.optimizer = optimizer
+    # On JAX, fit() reads the variables' values into its state at the start
+    # of each epoch (after on_epoch_begin), so a switch made there is seen by
+    # the next step; under keras.distribution the new slots get their layout
+    # from the distribution when they are built here.
     model.make_train_function(force=True)
+
+
+def strategy_scope(model):
+    """The model's tf.distribute strategy scope (TensorFlow), else a no-op."""
+    strategy = getattr(model, "distribute_strategy", None)
+    return strategy.scope() if strategy is not None else contextlib.nullcontext()
 
 
 def current_learning_rate(optimizer):

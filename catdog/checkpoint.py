@@ -77,7 +77,7 @@ class RunCheckpoint(keras.callbacks.Callback):
     one survives.
 
     Args:
-        run_dir: The run folder.
+        run_dir: The run folder; `None` keeps the records but writes nothing.
         total_epochs: Epochs of both stages, for the run state.
         switch_epoch: First stage-2 epoch, recorded in the history.
         records: History records of epochs completed before a resume.
@@ -124,6 +124,8 @@ class RunCheckpoint(keras.callbacks.Callback):
             self.model.stop_training = True
             return
         self.records.append(record)
+        if self.run_dir is None:  # a multihost process other than the chief
+            return
         completed = epoch + 1
         name = checkpoint_name(completed)
         artifacts.save_model(self.model, os.path.join(self.run_dir, name))

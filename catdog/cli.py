@@ -1,4 +1,4 @@
-"""The `catdog` command line: train, predict, evaluate.
+"""The `catdog` command line: train, predict, evaluate, export.
 
 Errors a user can fix are one line on stderr and exit code 2; nothing here
 prints a traceback unless CATDOG_DEBUG=1.
@@ -109,6 +109,7 @@ def build_parser():
     train.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     train.add_argument("--resume", action="store_true", help="require an unfinished run in --out and continue it (the same command without --resume continues one too, and starts fresh when there is none)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_distribute_arguments(train)
 
     predict = commands.add_parser("predict", help="P(dog) for image files and folders")
     predict.add_argument("model", help="a catdog .keras file")
@@ -126,7 +127,31 @@ def build_parser():
     evaluate.add_argument("--batch-size", type=positive_int, default=32)
     evaluate.add_argument("--threshold", type=probability, default=0.5, help="P(dog) from which an image is called a dog (default: %(default)s)")
     evaluate.add_argument("--tta", action="store_true", help="test-time augmentation: average P(dog) with the mirror image; reports both")
+    add_export_parser(commands)
     return parser
+
+
+def add_distribute_arguments(train):
+    from catdog.distribute import CHOICES, ENV_COORDINATOR, ENV_NUM_PROCESSES, ENV_PROCESS_ID
+
+    group = train.add_argument_group("several devices or machines (see README)")
+    group.add_argument("--distribute", choices=CHOICES, default="none", help="none, mirrored (all GPUs of this machine, TensorFlow) or multihost (several machines, KERAS_BACKEND=jax); --batch-size is the global batch (default: none)")
+    group.add_argument("--coordinator", metavar="HOST:PORT", help=f"multihost: address of process 0, the same on every machine (default: ${ENV_COORDINATOR})")
+    group.add_argument("--num-processes", type=positive_int, metavar="N", help=f"multihost: number of processes (default: ${ENV_NUM_PROCESSES})")
+    group.add_argument("--process-id", type=non_negative_int, metavar="I", help=f"multihost: this process, 0..N-1; 0 writes the run folder (default: ${ENV_PROCESS_ID})")
+
+
+def add_export_parser(commands):
+    from catdog.export import DEFAULT_CALIBRATION_IMAGES, FORMATS, QUANTIZATIONS
+
+    export = commands.add_parser("export", help="export a model for serving: SavedModel, TFLite, ONNX")
+    export.add_argument("model", help="a catdog .keras file")
+    export.add_argument("--format", required=True, choices=FORMATS, help="savedmodel (a folder), tflite or onnx (a file)")
+    export.add_argument("--out", required=True, help="the folder (savedmodel) or file (tflite, onnx) to write")
+    export.add_argument("--quantize", choices=QUANTIZATIONS, help="tflite only: float16 weights, or int8 weights and activations (needs --calibration-data)")
+    export.add_argument("--calibration-data", metavar="DIR", help="photos to calibrate int8 quantization with (folders are walked)")
+    export.add_argument("--calibration-images", type=positive_int, default=DEFAULT_CALIBRATION_IMAGES, metavar="N", help="use at most N calibration photos (default: %(default)s)")
+    export.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
 
 
 def run_train(args):
@@ -156,9 +181,16 @@ def run_train(args):
         overwrite=args.overwrite,
         resume=True,
         verbose=0 if args.quiet else 1,
+        distribute=args.distribute,
+        coordinator=args.coordinator,
+        num_processes=args.num_processes,
+        process_id=args.process_id,
     )
     result = train(config)
     final = result.final
+    if not result.is_chief:
+        print(f"catdog: trained {len(result.history)} epochs in {result.seconds:.0f} s; process 0 writes the run folder")
+        return 0
     skipped = result.data.get("skipped", 0)
     print(
         f"catdog: trained {len(result.history)} epochs"
@@ -222,7 +254,23 @@ def run_evaluate(args):
     return 0
 
 
-COMMANDS = {"train": run_train, "predict": run_predict, "evaluate": run_evaluate}
+def run_export(args):
+    from catdog.export import export_model
+
+    result = export_model(
+        args.model,
+        args.out,
+        format=args.format,
+        quantize=args.quantize,
+        calibration_data=args.calibration_data,
+        calibration_images=args.calibration_images,
+        overwrite=args.overwrite,
+    )
+    print(f"catdog: exported {result.describe()}")
+    return 0
+
+
+COMMANDS = {"train": run_train, "predict": run_predict, "evaluate": run_evaluate, "export": run_export}
 
 
 def main(argv=None):

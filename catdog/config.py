@@ -42,6 +42,14 @@ class TrainConfig:
     overwrite: bool = False
     resume: bool = True
     verbose: int = 1
+    #: "none", "mirrored" (all GPUs of this machine) or "multihost" (JAX,
+    #: several machines); see `catdog.distribute`. batch_size is global.
+    distribute: str = "none"
+    #: multihost only; None reads KERAS_DISTRIBUTION_JOB_ADDRESSES,
+    #: KERAS_DISTRIBUTION_NUM_PROCESSES and KERAS_DISTRIBUTION_PROCESS_ID.
+    coordinator: str | None = None
+    num_processes: int | None = None
+    process_id: int | None = None
 
     def __post_init__(self):
         positive = ("image_size", "batch_size")
@@ -66,6 +74,10 @@ class TrainConfig:
             raise ConfigError(f"seed must be an integer from 0 to 2**32 - 1, got {self.seed}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        from catdog.distribute import CHOICES
+
+        if str(self.distribute).lower() not in CHOICES:
+            raise ConfigError(f"distribute must be one of {', '.join(CHOICES)}, got {self.distribute!r}")
 
     @property
     def total_epochs(self):

@@ -19,3 +19,7 @@ class ModelFileError(CatdogError):
 
 class ConfigError(CatdogError, ValueError):
     """An argument is out of range or names something that does not exist."""
+
+
+class OptionalDependencyError(CatdogError):
+    """A feature needs an optional package (an extra) that is not installed."""

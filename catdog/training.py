@@ -1,15 +1,17 @@
 """The recipe: one `fit()` through both stages, one folder of artifacts."""
 
+import dataclasses
 import os
 import time
 from dataclasses import dataclass
 
 import keras
 
-from catdog import artifacts
+from catdog import artifacts, distribute
 from catdog.callbacks import FineTuneSwitch
 from catdog.checkpoint import (
     STATE_FILE,
+    ResumePoint,
     RunCheckpoint,
     prepare_run_dir,
     remove_checkpoints,
@@ -39,6 +41,8 @@ class TrainResult:
     data: dict
     seconds: float
     resumed_from: int | None = None  # epochs already done when this call began
+    #: False on the processes of a multihost run that do not write the run folder.
+    is_chief: bool = True
 
     @property
     def final(self):
@@ -72,7 +76,13 @@ def train(config=None, callbacks=(), **overrides):
         config = TrainConfig.from_dict({**config.to_dict(), **overrides})
     run_dir = config.out
     started = time.perf_counter()
-    resume_from = prepare_run_dir(config)
+    # Under --distribute multihost only process 0 (the chief) owns the run
+    # folder; the others learn from it whether and where the run resumes.
+    distributor = distribute.setup(config)
+    chief = distributor.is_chief
+    verbose = config.verbose if chief else 0
+    point = distributor.run_on_chief(lambda: _as_dict(prepare_run_dir(config)))
+    resume_from = ResumePoint(**point) if point else None
     keras.utils.set_random_seed(config.seed)
 
     splits = load_splits(
@@ -85,48 +95,54 @@ def train(config=None, callbacks=(), **overrides):
         seed=config.seed,
         cache=config.cache,
     )
-    artifacts.write_json(os.path.join(run_dir, "config.json"), config.to_dict())
-    artifacts.write_json(os.path.join(run_dir, "data.json"), splits.summary())
-    if splits.skipped:
+    if chief:
+        artifacts.write_json(os.path.join(run_dir, "config.json"), config.to_dict())
+        artifacts.write_json(os.path.join(run_dir, "data.json"), splits.summary())
+    if splits.skipped and chief:
         artifacts.write_text(
             os.path.join(run_dir, "skipped.txt"),
             "".join(f"{s.path}\t{s.reason}\n" for s in splits.skipped),
         )
-        if config.verbose:
+        if verbose:
             print(f"catdog: skipped {len(splits.skipped)} unusable files (see {run_dir}/skipped.txt)")
 
     records, initial_epoch = [], 0
     if resume_from is not None:
-        model = load_model(resume_from.checkpoint)
-        records, initial_epoch = resume_from.records, resume_from.epoch
+        model = distributor.load_checkpoint(resume_from.checkpoint)
+        records, initial_epoch = (resume_from.records if chief else []), resume_from.epoch
         # Continue exactly where the interrupted run was: the augmentation and
         # dropout generators (the shuffle order follows from the epoch).
         restore_random_state(model, resume_from.random_state)
-        if config.verbose:
+        if verbose:
             print(f"catdog: resuming {run_dir} after epoch {initial_epoch} (stage {model.stage})")
-        _warn_if_data_changed(resume_from.previous_data, splits.summary())
+        if chief:
+            _warn_if_data_changed(resume_from.previous_data, splits.summary())
     else:
-        model = CatDogClassifier(
-            image_size=config.image_size,
-            alpha=config.alpha,
-            weights=config.weights,
-            dropout=config.dropout,
-            augmentation=_seeded(config.augmentation, config.seed),
-            fine_tune_at=config.fine_tune_at,
-            mixed_precision=config.mixed_precision,
-        )
-        compile_for_stage_one(model, config.learning_rate)
+        with distributor.scope():
+            model = CatDogClassifier(
+                image_size=config.image_size,
+                alpha=config.alpha,
+                weights=config.weights,
+                dropout=config.dropout,
+                augmentation=_seeded(config.augmentation, config.seed),
+                fine_tune_at=config.fine_tune_at,
+                mixed_precision=config.mixed_precision,
+            )
+            compile_for_stage_one(model, config.learning_rate)
+    if verbose and distributor.name != distribute.NONE:
+        print(f"catdog: training on {distributor.describe()}; global batch {config.batch_size}")
 
     switch_epoch = config.epochs
-    recorder = RunCheckpoint(run_dir, config.total_epochs, switch_epoch, records)
+    recorder = RunCheckpoint(run_dir if chief else None, config.total_epochs, switch_epoch, records)
     train_data, steps_per_epoch = splits.train, None
-    if splits.train_for_epochs is not None:  # epoch-keyed order: resumable
+    if splits.train_for_epochs is not None and distributor.name != distribute.MULTIHOST:
+        # Epoch-keyed order makes resumed runs exact; multihost shards plain epochs.
         train_data = splits.train_for_epochs(initial_epoch, config.total_epochs)
         steps_per_epoch = splits.steps_per_epoch
     model.fit(
-        train_data,
+        distributor.distribute_dataset(train_data, splits.counts.get("train")),
         steps_per_epoch=steps_per_epoch,
-        validation_data=splits.validation,
+        validation_data=distributor.distribute_dataset(splits.validation, splits.counts.get("validation")),
         epochs=config.total_epochs,
         initial_epoch=initial_epoch,
         callbacks=[
@@ -134,13 +150,13 @@ def train(config=None, callbacks=(), **overrides):
                 switch_epoch,
                 fine_tune_at=config.fine_tune_at,
                 learning_rate=config.fine_tune_learning_rate,
-                verbose=config.verbose,
+                verbose=verbose,
             ),
             recorder,
             *callbacks,
         ],
         shuffle=False,  # the pipeline shuffles, reproducibly
-        verbose=config.verbose,
+        verbose=verbose,
     )
     if recorder.diverged:
         last = recorder.last_checkpoint
@@ -152,6 +168,16 @@ def train(config=None, callbacks=(), **overrides):
         raise TrainingDiverged(
             f"{recorder.diverged}; stopped, {kept}. "
             "Retry with a lower --lr or --fine-tune-lr (and --overwrite)"
+        )
+
+    if not chief:  # multihost: process 0 alone writes the run folder
+        return TrainResult(
+            model=model,
+            history=recorder.records,
+            run_dir=run_dir,
+            data=splits.summary(),
+            seconds=time.perf_counter() - started,
+            is_chief=False,
         )
 
     artifacts.save_model(model, os.path.join(run_dir, MODEL_FILE))
@@ -172,6 +198,11 @@ def train(config=None, callbacks=(), **overrides):
         seconds=time.perf_counter() - started,
         resumed_from=resume_from.epoch if resume_from is not None else None,
     )
+
+
+def _as_dict(point):
+    """A `ResumePoint` as plain data, which a multihost chief can broadcast."""
+    return dataclasses.asdict(point) if point is not None else None
 
 
 def _seeded(augmentation, seed):

@@ -1,0 +1,492 @@
+"""Exporting a catdog model for serving: SavedModel, TFLite/LiteRT and ONNX.
+
+Every exported format takes what the `.keras` model takes at its training
+size: a batch of raw RGB uint8 images, shape `(n, image_size, image_size, 3)`,
+input name `images`; and returns P(dog), shape `(n, 1)` float32, output name
+`p_dog`. Preprocessing (scaling to [-1, 1]) is inside the exported graph;
+augmentation is not (the model is traced with `training=False`, where it is
+the identity), so an exported model predicts exactly what `model.predict`
+does. Resizing photos to the training size is the caller's job, as
+`catdog predict` does it: decode, resize (bilinear), round to uint8.
+
+Exporting needs the TensorFlow backend (the `.keras` file itself is the same
+under every backend). ONNX needs the optional packages `tf2onnx`, `onnx` and,
+to run it, `onnxruntime`: `pip install "catdog[export]"`.
+"""
+
+import contextlib
+import io
+import os
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from catdog import artifacts
+from catdog.errors import CatdogError, ConfigError, OptionalDependencyError
+
+SAVEDMODEL, TFLITE, ONNX = "savedmodel", "tflite", "onnx"
+FORMATS = (SAVEDMODEL, TFLITE, ONNX)
+INT8, FLOAT16 = "int8", "float16"
+QUANTIZATIONS = (INT8, FLOAT16)
+
+#: Names of the exported graph's input and output, in every format.
+INPUT_NAME, OUTPUT_NAME = "images", "p_dog"
+#: Images used to calibrate int8 quantization, at most.
+DEFAULT_CALIBRATION_IMAGES = 100
+#: The ONNX opset written (supported by onnxruntime 1.17 and later).
+ONNX_OPSET = 17
+
+EXPORT_EXTRA = 'pip install "catdog[export]"'
+
+
+class ExportError(CatdogError):
+    """The model could not be exported as asked."""
+
+
+@dataclass
+class ExportResult:
+    path: str
+    format: str
+    quantize: str | None
+    size_bytes: int
+
+    def describe(self):
+        kind = self.format + (f" ({self.quantize})" if self.quantize else "")
+        return f"{kind} {self.path} ({self.size_bytes / 1e6:.1f} MB)"
+
+
+def export_model(
+    model,
+    out,
+    format=SAVEDMODEL,
+    quantize=None,
+    calibration_data=None,
+    calibration_images=DEFAULT_CALIBRATION_IMAGES,
+    overwrite=False,
+):
+    """Export a catdog model (or `.keras` file) for serving without Keras.
+
+    Args:
+        model: A `CatDogClassifier` or the path of a catdog `.keras` file.
+        out: Where to write: a folder for `savedmodel`, a file for `tflite`
+            (`.tflite`) and `onnx` (`.onnx`).
+        format: `"savedmodel"`, `"tflite"` or `"onnx"`.
+        quantize: `None` (float32), or for `tflite` only `"float16"` (weights
+            in float16) or `"int8"` (weights and activations in int8,
+            calibrated on `calibration_data`).
+        calibration_data: For int8: a folder of photos (walked recursively;
+            unreadable files are skipped), a list of image files, or an array
+            of raw uint8 images of the training size.
+        calibration_images: Use at most this many calibration images.
+        overwrite: Replace `out` if it exists.
+
+    Returns:
+        An `ExportResult` (path, format, quantization, size in bytes).
+
+    Raises:
+        ConfigError: a bad format or quantization, a missing calibration set,
+            an existing `out`, or a backend other than TensorFlow.
+        ModelFileError: `model` is a path that does not hold a catdog model.
+        OptionalDependencyError: a package the format needs is not installed.
+    """
+    format = str(format).lower()
+    if format not in FORMATS:
+        raise ConfigError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
+    if quantize is not None:
+        quantize = str(quantize).lower()
+        if quantize not in QUANTIZATIONS:
+            raise ConfigError(f"unknown quantization {quantize!r}; choose int8 or float16")
+        if format != TFLITE:
+            raise ConfigError("--quantize applies to --format tflite only")
+        if quantize == INT8 and calibration_data is None:
+            raise ConfigError(
+                "int8 quantization needs calibration images: pass --calibration-data DIR "
+                "(a folder of a few dozen photos like those the model will see)"
+            )
+    _require_tensorflow_backend()
+    out = os.fspath(out)
+    _check_out(out, format, overwrite)
+    if format == ONNX:
+        _require_onnx_exporter()
+    model = _as_model(model)
+
+    if format == SAVEDMODEL:
+        _replace_folder(out, lambda folder: write_saved_model(model, folder))
+    elif format == TFLITE:
+        calibration = None
+        if quantize == INT8:
+            calibration = calibration_array(calibration_data, model.image_size, calibration_images)
+        with tempfile.TemporaryDirectory(prefix="catdog-export-") as folder:
+            saved = os.path.join(folder, "savedmodel")
+            write_saved_model(model, saved)
+            content = tflite_from_saved_model(saved, quantize, calibration)
+        artifacts.replace_atomically(out, lambda path: _write_bytes(path, content))
+    else:
+        artifacts.replace_atomically(out, lambda path: write_onnx(model, path))
+    return ExportResult(out, format, quantize, _size(out))
+
+
+# --- the formats ----------------------------------------------------------
+
+
+def serving_signature(model):
+    """The one input every export takes: raw uint8 images of the training size."""
+    import tensorflow as tf
+
+    size = model.image_size
+    return tf.TensorSpec((None, size, size, 3), tf.uint8, name=INPUT_NAME)
+
+
+def write_saved_model(model, folder):
+    """A SavedModel whose `serving_default` signature maps `images` to `p_dog`."""
+    import keras
+
+    def serve(images):
+        return {OUTPUT_NAME: model(images, training=False)}
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serve", serve, input_signature=[serving_signature(model)])
+    with _quiet():
+        archive.write_out(folder, verbose=False)
+    return folder
+
+
+def tflite_from_saved_model(saved_model, quantize=None, calibration=None):
+    """Convert a SavedModel written by `write_saved_model` to TFLite bytes.
+
+    Only TFLite built-in ops are allowed, so the file runs on the plain
+    LiteRT runtime of phones and micro-controllers (no TensorFlow "Flex" ops).
+    `float16` stores the weights in half precision; `int8` quantizes weights
+    and activations with ranges calibrated on `calibration` (uint8 images),
+    keeping the uint8 input and the float32 P(dog) output.
+    """
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model, signature_keys=["serving_default"])
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantize == FLOAT16:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif quantize == INT8:
+        if calibration is None or not len(calibration):
+            raise ConfigError("int8 quantization needs at least one calibration image")
+
+        def representative_dataset():
+            for image in calibration:
+                yield {INPUT_NAME: image[None]}
+
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative_dataset
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+            tf.lite.OpsSet.TFLITE_BUILTINS,
+        ]
+    elif quantize is not None:
+        raise ConfigError(f"unknown quantization {quantize!r}")
+    try:
+        with _quiet(), warnings.catch_warnings():
+            # int8 calibration runs tf.lite.Interpreter, which warns that it is deprecated.
+            warnings.simplefilter("ignore", UserWarning)
+            return converter.convert()
+    except Exception as error:  # the converter raises ConverterError and others
+        raise ExportError(f"TFLite conversion failed: {_first_line(error)}") from error
+
+
+def write_onnx(model, path):
+    """An ONNX file with input `images` (uint8) and output `p_dog`, via tf2onnx."""
+    import keras
+    import onnx
+
+    spec = keras.InputSpec(shape=(None, model.image_size, model.image_size, 3), dtype="uint8", name=INPUT_NAME)
+    try:
+        with _quiet(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # Keras' tf2onnx numpy-2 patch
+            model.export(path, format="onnx", input_signature=[spec], opset_version=ONNX_OPSET, verbose=False)
+    except Exception as error:
+        raise ExportError(f"ONNX export failed: {_first_line(error)}") from error
+    graph = onnx.load(path)
+    _rename_output(graph, OUTPUT_NAME)
+    onnx.save(graph, path)
+    return path
+
+
+def _rename_output(model_proto, name):
+    graph = model_proto.graph
+    old = graph.output[0].name
+    if old == name:
+        return
+    for node in graph.node:
+        node.output[:] = [name if o == old else o for o in node.output]
+        node.input[:] = [name if i == old else i for i in node.input]
+    graph.output[0].name = name
+
+
+# --- running exported models ----------------------------------------------
+
+
+class ExportedModel:
+    """An exported catdog model, run with its own runtime (no Keras).
+
+    `predict(images)` takes raw uint8 images of the training size, shape
+    `(n, size, size, 3)`, and returns P(dog) as a float32 array of shape `(n,)`.
+    Use `load_exported(path)` to get one.
+    """
+
+    format = None
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+
+    @property
+    def image_size(self):
+        raise NotImplementedError
+
+    def predict(self, images):
+        images = np.asarray(images)
+        if images.ndim == 3:
+            images = images[None]
+        size = self.image_size
+        if images.ndim != 4 or images.shape[1:] != (size, size, 3):
+            raise ConfigError(
+                f"{self.path} takes uint8 images of shape (n, {size}, {size}, 3), "
+                f"got {images.shape}: resize them first"
+            )
+        return np.asarray(self._run(images.astype(np.uint8)), np.float32).reshape(-1)
+
+
+class SavedModelRunner(ExportedModel):
+    format = SAVEDMODEL
+
+    def __init__(self, path):
+        super().__init__(path)
+        import tensorflow as tf
+
+        self._tf = tf
+        self._function = tf.saved_model.load(self.path).signatures["serving_default"]
+
+    @property
+    def image_size(self):
+        return int(self._function.structured_input_signature[1][INPUT_NAME].shape[1])
+
+    def _run(self, images):
+        return self._function(**{INPUT_NAME: self._tf.constant(images)})[OUTPUT_NAME].numpy()
+
+
+class TFLiteRunner(ExportedModel):
+    format = TFLITE
+
+    def __init__(self, path, num_threads=None):
+        super().__init__(path)
+        self._interpreter = tflite_interpreter(self.path, num_threads)
+        self._input = self._interpreter.get_input_details()[0]
+        self._output = self._interpreter.get_output_details()[0]
+        self._batch = None
+
+    @property
+    def image_size(self):
+        return int(self._input["shape_signature"][1])
+
+    def _run(self, images):
+        interpreter = self._interpreter
+        if self._batch != len(images):
+            interpreter.resize_tensor_input(self._input["index"], images.shape)
+            interpreter.allocate_tensors()
+            self._batch = len(images)
+        interpreter.set_tensor(self._input["index"], images)
+        interpreter.invoke()
+        return interpreter.get_tensor(self._output["index"]).copy()
+
+
+class ONNXRunner(ExportedModel):
+    format = ONNX
+
+    def __init__(self, path, num_threads=None):
+        super().__init__(path)
+        try:
+            import onnxruntime
+        except ImportError as error:
+            raise OptionalDependencyError(
+                f"running ONNX models needs onnxruntime: {EXPORT_EXTRA}"
+            ) from error
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 3
+        if num_threads:
+            options.intra_op_num_threads = num_threads
+        self._session = onnxruntime.InferenceSession(
+            self.path, options, providers=["CPUExecutionProvider"]
+        )
+        self._input = self._session.get_inputs()[0]
+
+    @property
+    def image_size(self):
+        return int(self._input.shape[1])
+
+    def _run(self, images):
+        return self._session.run([OUTPUT_NAME], {self._input.name: images})[0]
+
+
+def load_exported(path, num_threads=None):
+    """Load an exported model, guessing its format from `path`.
+
+    A folder is a SavedModel, `*.tflite` a TFLite model and `*.onnx` an ONNX
+    model. Returns an `ExportedModel`.
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "saved_model.pb")):
+        return SavedModelRunner(path)
+    if not os.path.isfile(path):
+        raise ConfigError(f"no exported model at {path}")
+    if path.endswith(".tflite"):
+        return TFLiteRunner(path, num_threads)
+    if path.endswith(".onnx"):
+        return ONNXRunner(path, num_threads)
+    raise ConfigError(f"cannot tell the format of {path}: expected a SavedModel folder, .tflite or .onnx")
+
+
+def tflite_interpreter(path, num_threads=None):
+    """LiteRT's standalone interpreter when installed, else TensorFlow's copy."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        import tensorflow as tf
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
+            interpreter = tf.lite.Interpreter(model_path=path, num_threads=num_threads)
+    else:
+        interpreter = Interpreter(model_path=path, num_threads=num_threads)
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+# --- helpers --------------------------------------------------------------
+
+
+def calibration_array(source, image_size, limit=DEFAULT_CALIBRATION_IMAGES):
+    """Up to `limit` raw uint8 images of the training size, for int8 calibration."""
+    if limit is not None and int(limit) < 1:
+        raise ConfigError(f"calibration images must be at least 1, got {limit}")
+    if isinstance(source, np.ndarray):
+        images = source
+    else:
+        images = _read_images(source, image_size, limit)
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[1:] != (image_size, image_size, 3):
+        raise ConfigError(
+            f"calibration images must have shape (n, {image_size}, {image_size}, 3), got {images.shape}"
+        )
+    if not len(images):
+        raise ConfigError(f"no usable calibration images in {source}")
+    return images[:limit].astype(np.uint8)
+
+
+def _read_images(source, image_size, limit):
+    from catdog.data.inspect import inspect_files
+    from catdog.data.pipeline import manifest_dataset
+    from catdog.inference import image_files
+
+    inputs = [os.fspath(source)] if isinstance(source, (str, os.PathLike)) else [os.fspath(s) for s in source]
+    for item in inputs:
+        if not os.path.exists(item):
+            raise ConfigError(f"calibration data not found: {item}")
+    files, _ = image_files(inputs)
+    wanted = 2 * int(limit) if limit else len(files)  # room for skipped files
+    if len(files) > wanted:  # spread over the whole (sorted) listing: all classes
+        files = [files[int(i)] for i in np.linspace(0, len(files) - 1, wanted)]
+    manifest = inspect_files(files, [0] * len(files), image_size)
+    if not len(manifest):
+        raise ConfigError(f"no usable calibration images in {', '.join(inputs)}")
+    batches = [images.numpy() for images, _ in manifest_dataset(manifest, image_size, 32)]
+    return np.concatenate(batches)[:limit]
+
+
+def _as_model(model):
+    if isinstance(model, (str, os.PathLike)):
+        from catdog.loading import load_model
+
+        return load_model(os.fspath(model), compile=False)
+    if not hasattr(model, "image_size"):
+        raise ConfigError(f"expected a CatDogClassifier or a .keras path, got {type(model).__name__}")
+    return model
+
+
+def _require_tensorflow_backend():
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        raise ConfigError(
+            f"exporting needs the TensorFlow backend (KERAS_BACKEND=tensorflow), "
+            f"not {keras.backend.backend()}; the .keras file is the same under both"
+        )
+
+
+def _require_onnx_exporter():
+    missing = []
+    for name in ("tf2onnx", "onnx"):
+        try:
+            __import__(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise OptionalDependencyError(
+            f"ONNX export needs {' and '.join(missing)}: {EXPORT_EXTRA}"
+        )
+
+
+def _check_out(out, format, overwrite):
+    if format == SAVEDMODEL:
+        if os.path.isfile(out):
+            raise ConfigError(f"--out {out} is a file; a SavedModel is a folder")
+        exists = os.path.isdir(out) and bool(os.listdir(out))
+    else:
+        if os.path.isdir(out):
+            raise ConfigError(f"--out {out} is a folder; {format} export writes one file")
+        exists = os.path.exists(out)
+    if exists and not overwrite:
+        raise ConfigError(f"{out} already exists; pass --overwrite to replace it")
+    parent = os.path.dirname(os.path.abspath(out))
+    os.makedirs(parent, exist_ok=True)
+
+
+def _replace_folder(out, write):
+    """Write a folder beside `out`, then swap it in: no half-written export."""
+    parent = os.path.dirname(os.path.abspath(out))
+    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.", dir=parent)
+    try:
+        target = os.path.join(staging, "export")
+        write(target)
+        if os.path.isdir(out):
+            shutil.rmtree(out)
+        os.replace(target, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _write_bytes(path, content):
+    with open(path, "wb") as handle:
+        handle.write(content)
+
+
+def _size(path):
+    if os.path.isdir(path):
+        return sum(
+            os.path.getsize(os.path.join(root, name))
+            for root, _, names in os.walk(path)
+            for name in names
+        )
+    return os.path.getsize(path)
+
+
+def _first_line(error):
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence the converters' chatter on stdout (they print, they don't log)."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        yield
