@@ -44,7 +44,11 @@ RUN_FILES = (
     "metrics.json", "confusion_matrix.png", "roc_curve.png", "confidently_wrong.png", "report.html",
 )
 #: Settings that may differ between an interrupted run and its resumption.
-RESUMABLE_DIFFERENCES = {"out", "overwrite", "resume", "verbose"}
+RESUMABLE_DIFFERENCES = {
+    "out", "overwrite", "resume", "verbose",
+    # where a run trains, not what it trains: a run may resume on other devices
+    "distribute", "coordinator", "num_processes", "process_id",
+}
 
 #: TEST HOOK (not for users): seconds to sleep after each epoch's checkpoint
 #: is committed, so a test can kill a real `catdog train` at a known point.
