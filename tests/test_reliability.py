@@ -267,7 +267,10 @@ def test_run_folders_are_refused_with_what_to_do(tmp_path, capsys, setup, args, 
 def test_overwrite_removes_the_old_run_and_nothing_else(tmp_path):
     run_dir = tmp_path / "run"
     fake_unfinished_run(run_dir, completed=2)
-    for name in ("checkpoint-epoch1.keras", "history.json", "skipped.txt", ".model.keras.x1.tmp.keras", "notes.txt"):
+    for name in (
+        "checkpoint-epoch1.keras", "history.json", "skipped.txt", ".model.keras.x1.tmp.keras", "notes.txt",
+        "metrics.json", "report.html", "roc_curve.png",
+    ):
         (run_dir / name).write_text("x")
     assert prepare_run_dir(catdog.TrainConfig(out=str(run_dir), overwrite=True)) is None
     assert sorted(os.listdir(run_dir)) == ["notes.txt"]
