@@ -183,13 +183,14 @@ def train(config=None, callbacks=(), **overrides):
     artifacts.save_model(model, os.path.join(run_dir, MODEL_FILE))
     write_history(run_dir, recorder.records, switch_epoch)
     plot_training_curves(recorder.records, os.path.join(run_dir, "curves.png"), switch_epoch)
+    # metrics.json, the evaluation figures and report.html, on the validation data;
+    # before the run counts as finished, so a kill here is resumed and redone.
+    write_run_report(run_dir, model, splits, config, recorder.records, switch_epoch)
     artifacts.write_json(
         os.path.join(run_dir, STATE_FILE),
         {"completed_epochs": config.total_epochs, "total_epochs": config.total_epochs, "finished": True},
     )
     remove_checkpoints(run_dir)
-    # metrics.json, the evaluation figures and report.html, on the validation data.
-    write_run_report(run_dir, model, splits, config, recorder.records, switch_epoch)
     return TrainResult(
         model=model,
         history=recorder.records,

@@ -49,11 +49,10 @@ def parity_folder(root):
 
 
 def load_photos(folder):
-    from catdog.inference import labelled_folder
+    from catdog.data.labelled import labelled_data
 
-    dataset, labels, _ = labelled_folder(str(folder), SIZE, batch_size=64)
-    images = np.concatenate([batch.numpy() for batch, _ in dataset])
-    return images, labels
+    batches = [(x.numpy(), y.numpy()) for x, y in labelled_data(str(folder), SIZE, batch_size=64).dataset]
+    return np.concatenate([x for x, _ in batches]), np.concatenate([y for _, y in batches])
 
 
 def fit_head(model, images, labels, median_logit=2.0):

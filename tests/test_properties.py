@@ -96,7 +96,7 @@ def model():
     return tiny_model()
 
 
-@settings(SETTINGS, max_examples=10)
+@settings(SETTINGS, max_examples=6)
 @given(contents=file_contents)
 def test_predicting_never_crashes_and_gives_a_probability_or_a_skip(model, contents):
     with tempfile.TemporaryDirectory() as folder:

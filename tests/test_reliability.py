@@ -127,32 +127,49 @@ def test_a_kill_while_saving_leaves_the_previous_file_and_the_next_run_cleans_up
 #: catdog.artifacts then moves into place.
 WRITING_METHODS = {"save", "savefig", "save_weights", "export", "write_text", "write_bytes", "dump", "to_csv"}
 IN_MEMORY_TARGETS = ("buffer", "stream", "handle")
+#: Writes that are not artifacts, with the reason.
+NOT_ARTIFACTS = {
+    ("catdog/distribute.py", "open(copy, 'wb')"): "a scratch copy of a checkpoint in a temporary folder",
+}
 
 
 def writes_outside_artifacts(source):
-    """(line, call) of each file write in `source` that bypasses catdog.artifacts."""
+    """(line, call) of each file write in `source` that may bypass catdog.artifacts.
+
+    A tripwire, not a proof: a write is accepted when its destination is
+    `temporary` (what `replace_atomically` hands out), an in-memory buffer,
+    or a parameter of the enclosing function (the caller picks the path, and
+    `replace_atomically(path, lambda temporary: helper(temporary))` is how
+    catdog calls such helpers).
+    """
     found = []
-    for node in ast.walk(ast.parse(source)):
-        if not isinstance(node, ast.Call):
-            continue
-        name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
-        if name == "open":
-            modes = [a.value for a in node.args[1:2] if isinstance(a, ast.Constant)]
-            modes += [k.value.value for k in node.keywords if k.arg == "mode" and isinstance(k.value, ast.Constant)]
-            target = node.args[0] if node.args else None
-            if any(set(str(m)) & set("wax+") for m in modes) and not (
-                isinstance(target, ast.Name) and target.id == "temporary"
-            ):
-                found.append((node.lineno, ast.unparse(node)))
-        elif name in WRITING_METHODS and isinstance(node.func, ast.Attribute):
-            if isinstance(node.func.value, ast.Name) and node.func.value.id == "artifacts":
-                continue
-            target = node.args[0] if node.args else None
-            if isinstance(target, ast.Name) and (target.id == "temporary" or target.id.endswith(IN_MEMORY_TARGETS)):
-                continue
-            if name == "dump" and len(node.args) >= 2 and isinstance(node.args[1], ast.Name) and node.args[1].id == "handle":
-                continue
-            found.append((node.lineno, ast.unparse(node)))
+
+    def accepted(argument, parameters):
+        return isinstance(argument, ast.Name) and (
+            argument.id == "temporary" or argument.id.endswith(IN_MEMORY_TARGETS) or argument.id in parameters
+        )
+
+    def visit(node, parameters):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            arguments = node.args
+            parameters = parameters | {a.arg for a in arguments.posonlyargs + arguments.args + arguments.kwonlyargs}
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if name == "open":
+                modes = [a.value for a in node.args[1:2] if isinstance(a, ast.Constant)]
+                modes += [k.value.value for k in node.keywords if k.arg == "mode" and isinstance(k.value, ast.Constant)]
+                writes = any(set(str(m)) & set("wax+") for m in modes)
+                if writes and not (node.args and accepted(node.args[0], parameters)):
+                    found.append((node.lineno, ast.unparse(node)))
+            elif name in WRITING_METHODS and isinstance(func, ast.Attribute):
+                via_artifacts = isinstance(func.value, ast.Name) and func.value.id == "artifacts"
+                if not via_artifacts and not any(accepted(a, parameters) for a in node.args):
+                    found.append((node.lineno, ast.unparse(node)))
+        for child in ast.iter_child_nodes(node):
+            visit(child, parameters)
+
+    visit(ast.parse(source), frozenset())
     return found
 
 
@@ -162,15 +179,21 @@ def test_every_artifact_is_written_through_catdog_artifacts():
     for path in sorted(package.rglob("*.py")):
         if path.name == "artifacts.py":
             continue
-        found = writes_outside_artifacts(path.read_text())
+        module = str(path.relative_to(ROOT))
+        found = [(line, call) for line, call in writes_outside_artifacts(path.read_text()) if (module, call) not in NOT_ARTIFACTS]
         if found:
-            offenders[str(path.relative_to(ROOT))] = found
+            offenders[module] = found
     assert offenders == {}, "write these through catdog.artifacts (temporary file, then rename)"
 
 
 def test_the_writer_check_catches_a_direct_write():
-    assert len(writes_outside_artifacts("model.save('model.keras')\nopen(p, 'w').write(x)\n")) == 2
-    assert not writes_outside_artifacts("open(p).read()\nmodel.save(temporary)\nimage.save(buffer)\n")
+    direct = "model.save('model.keras')\nopen(os.path.join(d, 'x.json'), 'w').write(x)\njson.dump(v, open(p, 'w'))\n"
+    assert len(writes_outside_artifacts(direct)) == 4  # json.dump's open counted too
+    assert not writes_outside_artifacts(
+        "open(p).read()\nmodel.save(temporary)\nimage.save(buffer)\n"
+        "def helper(path):\n    open(path, 'wb').write(b'')\n"
+        "replace_atomically(out, lambda temporary: helper(temporary))\n"
+    )
 
 
 # --- safe loading ---------------------------------------------------------------
@@ -267,7 +290,10 @@ def test_run_folders_are_refused_with_what_to_do(tmp_path, capsys, setup, args, 
 def test_overwrite_removes_the_old_run_and_nothing_else(tmp_path):
     run_dir = tmp_path / "run"
     fake_unfinished_run(run_dir, completed=2)
-    for name in ("checkpoint-epoch1.keras", "history.json", "skipped.txt", ".model.keras.x1.tmp.keras", "notes.txt"):
+    for name in (
+        "checkpoint-epoch1.keras", "history.json", "skipped.txt", ".model.keras.x1.tmp.keras", "notes.txt",
+        "metrics.json", "report.html", "roc_curve.png",
+    ):
         (run_dir / name).write_text("x")
     assert prepare_run_dir(catdog.TrainConfig(out=str(run_dir), overwrite=True)) is None
     assert sorted(os.listdir(run_dir)) == ["notes.txt"]

@@ -7,6 +7,8 @@ BatchNorm statistics are calibrated on the photos: a random backbone's
 activations vanish, and so would any difference between runs.
 """
 
+import contextlib
+import io
 import json
 import math
 import os
@@ -85,20 +87,6 @@ def without_seconds(history):
     return [{k: v for k, v in record.items() if k != "seconds"} for record in history]
 
 
-def test_the_same_seed_gives_the_same_run(reference, messy_data, weights_file, tmp_path):
-    # One epoch is enough to compare: the reference's first epoch is the same
-    # computation (same split, initial weights, order, augmentation).
-    again = catdog.train(
-        catdog.TrainConfig(
-            data=messy_data[0], out=str(tmp_path / "again"), weights=weights_file, seed=0, verbose=0,
-            **{**RUN, "fine_tune_epochs": 0},
-        )
-    )
-    assert same_weights(again.model, reference.snapshots[0])
-    assert without_seconds(again.history) == without_seconds(reference.history)[:1]
-    assert not same_weights(reference.snapshots[0], reference.snapshots[1])  # it did train
-
-
 def test_a_run_with_bad_files_lists_them_in_the_run_folder(reference, messy_data):
     root, expect = messy_data
     skipped_lines = open(os.path.join(reference.run_dir, "skipped.txt")).read().splitlines()
@@ -142,51 +130,71 @@ def kill_after_epoch(command, out, completed, logs, timeout=600):
     return read_json(os.path.join(out, "run_state.json"))
 
 
-def run_cli(capsys, *args):
+def run_cli(*args):
     """`catdog ARGS` in this process: (exit code, stdout, stderr)."""
-    code = cli.main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main([str(a) for a in args])
+    return code, out.getvalue(), err.getvalue()
 
 
-def load_checkpoint(out, state):
-    return catdog.load_model(os.path.join(out, state["checkpoint"]))
+@pytest.fixture(scope="module")
+def interrupted(messy_data, weights_file, tmp_path_factory):
+    """`catdog train` SIGKILLed after epoch 1 (stage 1), started again with the
+    same command and SIGKILLed after epoch 2 (stage 2), then finished with
+    `--resume` (in this process, to save a TensorFlow start-up). What each
+    kill left is kept for the tests."""
+    folder = tmp_path_factory.mktemp("interrupted")
+    out = folder / "run"
+    command = train_command(messy_data[0], out, weights_file)
+    kills = []
+    for completed in (1, 2):
+        state = kill_after_epoch(command, out, completed, folder / f"run{completed}.log")
+        kills.append(
+            {
+                "state": state,
+                "model": catdog.load_model(os.path.join(out, state["checkpoint"])),
+                "history": read_json(out / "history.json")["epochs"],
+            }
+        )
+    code, stdout, stderr = run_cli(*command[3:], "--resume")
+    assert code == 0, stderr[-3000:]
+    return {"out": out, "kills": kills, "stdout": stdout}
 
 
-def test_a_run_killed_in_each_stage_resumes_where_it_was(reference, messy_data, weights_file, tmp_path, capsys):
-    data, _ = messy_data
-    out = tmp_path / "run"
-    command = train_command(data, out, weights_file)
-    n_train = reference.data["counts"]["train"]
-    steps = math.ceil(n_train / RUN["batch_size"])
+def test_the_same_seed_gives_the_same_run(reference, interrupted):
+    # The first `catdog train` process and the reference run in this process,
+    # both seed 0, after their first epoch:
+    first = interrupted["kills"][0]
+    assert same_weights(first["model"], reference.snapshots[0])
+    assert without_seconds(first["history"]) == without_seconds(reference.history)[:1]
+    assert not same_weights(reference.snapshots[0], reference.snapshots[1])  # it did train
+
+
+def test_a_run_killed_in_each_stage_resumes_where_it_was(reference, interrupted):
+    out, (first, second) = interrupted["out"], interrupted["kills"]
+    steps = math.ceil(reference.data["counts"]["train"] / RUN["batch_size"])
 
     # Killed in stage 1, after its only epoch.
-    state = kill_after_epoch(command, out, 1, tmp_path / "first.log")
-    assert state["stage"] == 1 and not state["finished"]
-    model = load_checkpoint(out, state)
+    assert first["state"]["stage"] == 1 and not first["state"]["finished"]
+    model = first["model"]
     assert model.stage == 1 and len(model.trainable_variables) == 2  # the head only
     assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(1e-3)
     assert int(model.optimizer.iterations.numpy()) == steps
-    first_epoch = read_json(out / "history.json")["epochs"]
-    assert [r["epoch"] for r in first_epoch] == [0]
+    assert [r["epoch"] for r in first["history"]] == [0]
 
-    # Restarted with the same command: it goes on into stage 2; killed after that epoch.
-    state = kill_after_epoch(command, out, 2, tmp_path / "second.log")
-    assert state["stage"] == 2
-    model = load_checkpoint(out, state)
+    # Restarted with the same command: it went on into stage 2; killed after that epoch.
+    assert second["state"]["stage"] == 2 and second["state"]["completed_epochs"] == 2
+    model = second["model"]
     assert model.stage == 2 and len(model.trainable_variables) == len(reference.model.trainable_variables) > 2
     assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(1e-5)
     assert int(model.optimizer.iterations.numpy()) == steps  # the stage-2 optimizer's first epoch
-    second_epochs = read_json(out / "history.json")["epochs"]
-    assert second_epochs[:1] == first_epoch  # epoch 0 was not trained again
+    assert second["history"][:1] == first["history"]  # epoch 0 was not trained again
 
-    # Restarted again, with --resume this time (in this process, to save a
-    # TensorFlow start-up): it finishes.
-    code, stdout, stderr = run_cli(capsys, *command[3:], "--resume")
-    assert code == 0, stderr[-3000:]
-    assert "resumed after epoch 2" in stdout
+    # Restarted again, with --resume: it finished.
+    assert "resumed after epoch 2" in interrupted["stdout"]
     history = read_json(out / "history.json")
-    assert history["epochs"][:2] == second_epochs  # nor was epoch 1
+    assert history["epochs"][:2] == second["history"]  # nor was epoch 1
     assert [r["epoch"] for r in history["epochs"]] == [0, 1, 2]
     assert [r["stage"] for r in history["epochs"]] == [1, 2, 2]
     assert without_seconds(history["epochs"]) == without_seconds(reference.history)
@@ -198,12 +206,12 @@ def test_a_run_killed_in_each_stage_resumes_where_it_was(reference, messy_data, 
 
 
 def test_another_seed_gives_another_run_and_divergence_keeps_the_last_good_checkpoint(
-    reference, messy_data, weights_file, tmp_path, capsys
+    reference, messy_data, weights_file, tmp_path
 ):
     """Seed 1, and a stage-2 learning rate that blows the weights up (one run for both)."""
     out = tmp_path / "run"
     command = train_command(messy_data[0], out, weights_file, "--seed", 1, "--fine-tune-epochs", 1, "--fine-tune-lr", "1e30")
-    code, _, stderr = run_cli(capsys, *command[3:])
+    code, _, stderr = run_cli(*command[3:])
     assert code == 2, stderr[-3000:]
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in stderr, stderr
