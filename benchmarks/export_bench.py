@@ -92,7 +92,7 @@ def main():
     started = time.perf_counter()
     if args.model:
         model = catdog.load_model(args.model)
-        source = f"`{os.path.basename(args.model)}` ({model.image_size}x{model.image_size})"
+        source = f"`{args.model}` ({model.image_size}x{model.image_size}, stage {model.stage})"
         train_images, _ = photo_set("train", 32, model.image_size)
     else:
         train_images, train_labels = photo_set("train", 32, 224)

@@ -268,7 +268,8 @@ def initialize_cluster(cluster):
     import jax
     import keras
 
-    if jax.distributed.is_initialized():
+    is_initialized = getattr(jax.distributed, "is_initialized", lambda: False)  # jax >= 0.4.35
+    if is_initialized():
         if jax.process_count() != cluster.num_processes or jax.process_index() != cluster.process_id:
             raise ConfigError("this process already joined another cluster")
         return
