@@ -329,3 +329,39 @@ def test_bad_train_arguments_are_one_line_errors(tmp_path, capsys, args, fragmen
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
     code, _, err = run_cli(capsys, "train", "--data", data, "--out", tmp_path / "run", *TRAIN, *args)
     assert_one_line_error(code, err, *fragments)
+
+
+# --- the end of a run ---------------------------------------------------------
+
+
+def test_a_run_killed_while_writing_its_report_is_unfinished_and_resumes_to_a_report(tmp_path, monkeypatch):
+    """The report is part of the run: until it is written the run is not
+    finished, its last checkpoint is kept, and `--resume` writes it."""
+    import catdog.training
+
+    data = write_photo_folder(tmp_path / "photos", per_class=4)
+    config = catdog.TrainConfig(
+        data=str(data), out=str(tmp_path / "run"), image_size=32, alpha=0.35, weights=None,
+        epochs=1, fine_tune_epochs=1, batch_size=4, verbose=0,
+    )
+    real_report = catdog.training.write_run_report
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(catdog.training, "write_run_report", killed)
+    with pytest.raises(KeyboardInterrupt):
+        catdog.train(config)
+    run_dir = tmp_path / "run"
+    assert run_status(str(run_dir)) == "unfinished"
+    assert json.loads((run_dir / "run_state.json").read_text())["completed_epochs"] == 2
+    assert (run_dir / "checkpoint-epoch2.keras").is_file()
+    assert not (run_dir / "report.html").exists()
+
+    monkeypatch.setattr(catdog.training, "write_run_report", real_report)
+    result = catdog.train(config, resume=True)
+    assert result.resumed_from == 2
+    assert run_status(str(run_dir)) == "finished"
+    assert (run_dir / "report.html").stat().st_size > 1000
+    assert json.loads((run_dir / "metrics.json").read_text())["n_images"] > 0
+    assert not list(run_dir.glob("checkpoint-*.keras"))
