@@ -102,6 +102,7 @@ def build_parser():
     train.add_argument("--fine-tune-lr", type=positive_float, default=defaults.fine_tune_learning_rate, help="stage-2 learning rate (default: %(default)s)")
     train.add_argument("--weights", type=weights_choice, default="imagenet", help="imagenet, none, or a backbone weights file (default: imagenet)")
     train.add_argument("--no-augmentation", action="store_true", help="train without flip/rotation/zoom")
+    train.add_argument("--augment-stage-one", action="store_true", help="augment while only the head trains too (default: only while fine-tuning, which measured better)")
     train.add_argument("--limit", type=positive_int, help="use at most N training images")
     train.add_argument("--cache", default=defaults.cache, help="keep decoded images between epochs: auto (in memory when under 1 GiB), memory, none, or a file path prefix (default: %(default)s)")
     train.add_argument("--mixed-precision", action="store_true", help="float16 compute with a float32 output (GPUs; slower on CPUs)")
@@ -174,6 +175,7 @@ def run_train(args):
         fine_tune_learning_rate=args.fine_tune_lr,
         weights=args.weights,
         augmentation=not args.no_augmentation,
+        augment_stage_one=args.augment_stage_one,
         limit=args.limit,
         cache=args.cache,
         mixed_precision=args.mixed_precision,

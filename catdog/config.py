@@ -35,6 +35,8 @@ class TrainConfig:
     alpha: float = 1.0
     dropout: float = 0.2
     augmentation: bool = True
+    #: augment during stage 1 too (by default only while fine-tuning; see CatDogClassifier)
+    augment_stage_one: bool = False
     limit: int | None = None
     cache: str = "auto"
     mixed_precision: bool = False

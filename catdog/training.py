@@ -125,6 +125,7 @@ def train(config=None, callbacks=(), **overrides):
                 weights=config.weights,
                 dropout=config.dropout,
                 augmentation=_seeded(config.augmentation, config.seed),
+                augment_stage_one=config.augment_stage_one,
                 fine_tune_at=config.fine_tune_at,
                 mixed_precision=config.mixed_precision,
             )

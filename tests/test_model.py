@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import catdog
-from conftest import tiny_model
+from conftest import calibrate_batchnorm, tiny_model
 
 
 def _bn_layers(model):
@@ -74,6 +74,26 @@ def test_backbone_runs_in_inference_mode_even_when_training():
     np.testing.assert_allclose(a, b, atol=1e-6)
     for layer, mean in zip(_bn_layers(model), before):
         np.testing.assert_array_equal(layer.moving_mean.numpy(), mean)
+
+
+def _training_call_changes_images(model, images):
+    a = keras.ops.convert_to_numpy(model(images, training=True))
+    b = keras.ops.convert_to_numpy(model(images, training=False))
+    return not np.allclose(a, b, atol=1e-6)
+
+
+@pytest.mark.parametrize("augment_stage_one", [False, True])
+def test_augmentation_runs_while_fine_tuning_and_in_stage_one_only_when_asked(augment_stage_one):
+    augmentation = {"rotation": 0.25, "zoom": 0.3, "seed": 1}
+    model = tiny_model(augmentation=augmentation, dropout=0.0, augment_stage_one=augment_stage_one)
+    images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3)).astype("uint8")
+    calibrate_batchnorm(model, images)  # else a random backbone's output is constant
+    assert model.augments_now is augment_stage_one
+    assert _training_call_changes_images(model, images) is augment_stage_one
+    model.unfreeze_backbone()
+    assert model.augments_now and _training_call_changes_images(model, images)
+    clone = catdog.CatDogClassifier.from_config(model.get_config())
+    assert clone.augment_stage_one is augment_stage_one and clone.augments_now
 
 
 def test_model_config_round_trip_carries_stage():

@@ -114,3 +114,36 @@ def test_custom_stage_two_optimizer_is_used():
     model.fit(x, y, epochs=2, batch_size=8, callbacks=[catdog.FineTuneSwitch(1, optimizer=sgd, verbose=0)], verbose=0)
     assert model.optimizer is sgd
     assert int(sgd.iterations.numpy()) == 1
+
+
+def test_augmentation_starts_exactly_at_the_switch_inside_one_fit(monkeypatch):
+    """The default model augments only in stage 2: the switch's rebuilt train
+    function is what turns it on, within the same fit()."""
+    calls = []
+    real_call = catdog.ImageAugmentation.call
+
+    def counting_call(self, images, training=None):
+        calls.append(bool(training))
+        return real_call(self, images, training=training)
+
+    monkeypatch.setattr(catdog.ImageAugmentation, "call", counting_call)
+
+    class TrainingCallsAt(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.counts = []
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.counts.append(sum(calls))
+
+    keras.utils.set_random_seed(0)
+    model = tiny_model()
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (8, 32, 32, 3)).astype("uint8")
+    y = rng.integers(0, 2, (8, 1)).astype("float32")
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy")
+    counts = TrainingCallsAt()
+    switch = catdog.FineTuneSwitch(2, verbose=0)
+    model.fit(x, y, epochs=4, batch_size=4, callbacks=[switch, counts], verbose=0)
+    assert counts.counts[0] == counts.counts[1] == 0
+    assert counts.counts[2] > 0
