@@ -15,6 +15,12 @@ def _temporary_beside(path, suffix=""):
     return temporary
 
 
+def _current_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def replace_atomically(path, write):
     """Call `write(temporary_path)`, then move the result over `path`.
 
@@ -26,6 +32,9 @@ def replace_atomically(path, write):
     temporary = _temporary_beside(path, suffix)
     try:
         write(temporary)
+        # mkstemp makes the file private (0600); the artifact gets the
+        # permissions any other new file would get under the user's umask.
+        os.chmod(temporary, 0o666 & ~_current_umask())
         with open(temporary, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(temporary, path)

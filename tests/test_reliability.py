@@ -70,6 +70,18 @@ def test_a_failure_while_saving_leaves_the_previous_model_intact(small_model, tm
     assert leftovers(tmp_path) == []
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_artifacts_get_the_permissions_of_any_new_file(small_model, tmp_path, umask):
+    previous = os.umask(umask)
+    try:
+        artifacts.write_json(str(tmp_path / "history.json"), {"epochs": []})
+        artifacts.save_model(small_model, str(tmp_path / "model.keras"))
+    finally:
+        os.umask(previous)
+    for name in ("history.json", "model.keras"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+
+
 def test_a_failure_while_writing_json_leaves_the_previous_file_intact(tmp_path, monkeypatch):
     path = tmp_path / "history.json"
     artifacts.write_json(str(path), {"epochs": [1, 2]})
