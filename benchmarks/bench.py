@@ -27,7 +27,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 FULL = dict(
-    image_size=224, batch_size=32, pipeline_per_class=160, pipeline_epochs=3,
+    image_size=224, batch_size=32, pipeline_per_class=160, pipeline_epochs=5,
     predict_images=400, latency_calls=100, memory_sizes=(2000, 8000), memory_image_size=96, memory_photo_size=(375, 500), memory_val_per_class=25,
     target=0.985, repeats=3, recipe=None, tutorial_epochs=(10, 10),
 )
@@ -36,6 +36,27 @@ QUICK = dict(
     predict_images=8, latency_calls=5, memory_sizes=(16, 32), memory_image_size=32, memory_photo_size=(48, 64), memory_val_per_class=4,
     target=0.985, repeats=1, recipe=(1, 1), tutorial_epochs=(1, 1),
 )
+
+
+#: --only names -> keys of the results
+SECTIONS = {"pipeline": "pipeline", "tta": "time_to_accuracy", "inference": "inference", "memory": "memory"}
+
+
+def _previous_results(path, p, data):
+    """The last run's results, if they were measured on the same data and sizes."""
+    try:
+        with open(path) as handle:
+            previous = json.load(handle)
+    except (OSError, ValueError):
+        return {}
+    shared = ("image_size", "batch_size", "target")
+    if previous.get("data") != data or any(previous.get("params", {}).get(k) != p[k] for k in shared):
+        return {}
+    sections = previous.setdefault("sections", {})
+    for key in SECTIONS.values():  # results from before sections were recorded
+        if key in previous and key not in sections:
+            sections[key] = {"command": "make bench", "date": previous["date"]}
+    return previous
 
 
 def log(message):
@@ -97,18 +118,29 @@ def bench_pipeline(p, train_dir, work, weights):
     }
     rows = {}
     for stage in (1, 2):
-        built = {}  # one model per kind and stage: its train step is traced once
-        for name, (make_data, make_model) in variants.items():
-            log(f"pipeline: stage {stage}, {name}")
-            if make_model not in built:
-                built[make_model] = make_model(stage)
-            model, timer = built[make_model], common.EpochTimer()
-            model.fit(make_data(), epochs=p["pipeline_epochs"], callbacks=[timer], shuffle=False, verbose=0)
-            later = timer.seconds[1:]  # from the second epoch on
+        # One model per kind and stage (its train step is traced once) and one
+        # dataset per variant (a cache lives in its dataset). A first epoch of
+        # each variant warms up; then the variants take turns, one epoch each,
+        # so that a slow spell of this shared machine hits them all alike.
+        built, datasets, seconds, first = {}, {}, {name: [] for name in variants}, {}
+        for turn in range(p["pipeline_epochs"]):
+            for name, (make_data, make_model) in variants.items():
+                if turn == 0:
+                    log(f"pipeline: stage {stage}, {name}")
+                    if make_model not in built:
+                        built[make_model] = make_model(stage)
+                    datasets[name] = make_data()
+                timer = common.EpochTimer()
+                built[make_model].fit(datasets[name], epochs=1, callbacks=[timer], shuffle=False, verbose=0)
+                if turn == 0:
+                    first[name] = timer.seconds[0]
+                else:
+                    seconds[name].append(timer.seconds[0])
+        for name in variants:
             rows[(stage, name)] = {
-                "first_epoch_s": timer.seconds[0],
-                "epoch_s": common.stats(later),
-                "images_per_s": common.stats([n / s for s in later]),
+                "first_epoch_s": first[name],
+                "epoch_s": common.stats(seconds[name]),
+                "images_per_s": common.stats([n / s for s in seconds[name]]),
             }
     results = {"n_images": n, "rows": {f"stage {s}: {k}": v for (s, k), v in rows.items()}}
     for stage in (1, 2):
@@ -303,12 +335,17 @@ def verdict(ok):
     return "met" if ok else "**missed**"
 
 
+def measured_by(results, key):
+    section = results.get("sections", {}).get(key)
+    return [f"Measured by `{section['command']}` on {section['date']}.", ""] if section else []
+
+
 def render(results, p, command):
     m = results["machine"]
     lines = [
         "# catdog benchmarks",
         "",
-        f"Produced by `{command}` on {results['date']} ({results['data']}).",
+        f"Last run: `{command}` on {results['date']} ({results['data']}); each section says which run measured it.",
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores, GPU: {m['gpu']}; Python {m['python']}, "
         f"Keras {m['keras']}, TensorFlow {m['tensorflow']}, backend {m['backend']}.",
@@ -319,8 +356,9 @@ def render(results, p, command):
     pipe = results.get("pipeline")
     if pipe:
         lines += [
-            f"## 1–2. Training pipeline ({pipe['n_images']} JPEGs, {p['image_size']}x{p['image_size']}, batch {p['batch_size']}, epochs 2..{p['pipeline_epochs']})",
+            f"## 1–2. Training pipeline ({pipe['n_images']} JPEGs, {p['image_size']}x{p['image_size']}, batch {p['batch_size']}; after a warm-up epoch each, the variants take turns for {p['pipeline_epochs'] - 1} epochs)",
             "",
+            *measured_by(results, "pipeline"),
             "| stage: variant | images/s | epoch s | first epoch s |",
             "|---|---|---|---|",
         ]
@@ -344,6 +382,7 @@ def render(results, p, command):
         lines += [
             f"## 3. Time to {target:.1%} validation accuracy (train 2,000 / validate 1,000, {p['image_size']}x{p['image_size']})",
             "",
+            *measured_by(results, "time_to_accuracy"),
             "| recipe | time to target | final val accuracy | epochs run | wall time |",
             "|---|---|---|---|---|",
             f"| catdog default ({ours['recipe']}) | {when(ours['seconds_to_target'])} | {ours['final_accuracy']:.4f} (after stage 1: {ours['after_stage1']:.4f}) | {len(ours['epochs'])} | {ours['total_seconds']:.0f} s |",
@@ -362,6 +401,7 @@ def render(results, p, command):
         lines += [
             f"## 4. Inference ({inf['n_images']} photographs, batch {p['batch_size']})",
             "",
+            *measured_by(results, "inference"),
             "| figure | value | target |",
             "|---|---|---|",
             f"| `predict_files` (decode + model), images/s | {fmt(inf['predict_files_per_s'])} | |",
@@ -376,6 +416,7 @@ def render(results, p, command):
         lines += [
             f"## 5. Memory and growth (synthetic JPEGs, {mem['image_size']}x{mem['image_size']}, 1 + 1 epochs, `--cache none`)",
             "",
+            *measured_by(results, "memory"),
             "| training images | peak RSS MiB | epoch seconds (stage 1, stage 2) | seconds per image |",
             "|---|---|---|---|",
         ]
@@ -409,7 +450,8 @@ def main(argv=None):
     parser.add_argument("--out", default="BENCHMARKS.md")
     parser.add_argument("--json", default="benchmarks/results/latest.json")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for tests")
-    parser.add_argument("--only", nargs="*", default=["pipeline", "tta", "inference", "memory"])
+    parser.add_argument("--only", nargs="*", choices=list(SECTIONS), default=list(SECTIONS),
+                        help="run these sections; the others keep their last results (from --json)")
     parser.add_argument("--full-tutorial", action="store_true", help="run the tutorial's 20 epochs to the end")
     parser.add_argument("--work", help="scratch folder (default: a temporary one)")
     args = parser.parse_args(argv)
@@ -443,26 +485,42 @@ def main(argv=None):
         "params": {k: list(v) if isinstance(v, tuple) else v for k, v in p.items()},
         "machine": common.machine(),
     }
-    started = time.perf_counter()
-    if "pipeline" in args.only:
-        results["pipeline"] = bench_pipeline(p, train_dir, work, weights)
-    model_path = None
-    if "tta" in args.only:
-        results["time_to_accuracy"] = bench_time_to_accuracy(p, train_dir, val_dir, work, weights, args.full_tutorial)
-        model_path = results["time_to_accuracy"]["catdog"]["model"]
-    if "inference" in args.only:
-        if model_path is None:
-            import catdog as cd
+    command = "python benchmarks/bench.py --quick" if args.quick else "make bench"
+    partial = set(args.only) != set(SECTIONS)
+    if partial:
+        command += f' BENCH_ARGS="--only {" ".join(args.only)}"'
+        previous = _previous_results(args.json, p, data)
+        results["sections"] = previous.get("sections", {})
+        results.update({key: previous[key] for key in SECTIONS.values() if key in previous})
+    results.setdefault("sections", {})
 
-            model_path = str(work / "inference-model.keras")
-            cd.CatDogClassifier(image_size=p["image_size"], weights=weights).save(model_path)
-        results["inference"] = bench_inference(p, model_path, val_dir, work)
-    if "memory" in args.only:
-        results["memory"] = bench_memory(p, work)
+    started = time.perf_counter()
+    for section in args.only:
+        log(f"section {section}")
+        section_started = time.perf_counter()
+        key = SECTIONS[section]
+        if section == "pipeline":
+            results[key] = bench_pipeline(p, train_dir, work, weights)
+        elif section == "tta":
+            results[key] = bench_time_to_accuracy(p, train_dir, val_dir, work, weights, args.full_tutorial)
+        elif section == "inference":
+            tta = results.get("time_to_accuracy") if "tta" in args.only else None
+            if tta is not None:
+                model_path = tta["catdog"]["model"]
+            else:  # the accuracy of the model does not change the speed of inference
+                import catdog as cd
+
+                model_path = str(work / "inference-model.keras")
+                cd.CatDogClassifier(image_size=p["image_size"], weights=weights).save(model_path)
+            results[key] = bench_inference(p, model_path, val_dir, work)
+        elif section == "memory":
+            results[key] = bench_memory(p, work)
+        results["sections"][key] = {
+            "command": command, "date": results["date"], "minutes": (time.perf_counter() - section_started) / 60,
+        }
     results["bench_seconds"] = time.perf_counter() - started
 
-    command = "make bench" if not args.quick else "python benchmarks/bench.py --quick"
-    text = render(results, p, command) + f"\nWhole benchmark: {results['bench_seconds'] / 60:.1f} minutes.\n"
+    text = render(results, p, command) + f"\nThis run: {results['bench_seconds'] / 60:.1f} minutes.\n"
     from catdog import artifacts
 
     artifacts.write_text(args.out, text)

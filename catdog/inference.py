@@ -7,10 +7,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from catdog.data.folders import CLASS_NAMES, list_labelled_files, walk_files
-from catdog.data.inspect import SkippedFile, inspect_files
-from catdog.data.pipeline import manifest_dataset
-from catdog.errors import DataError
+from catdog.data.folders import CLASS_NAMES, walk_files
+from catdog.data.inspect import SkippedFile
+from catdog.data.oneshot import decode_once
 
 
 @dataclass
@@ -82,23 +81,35 @@ class Predictor:
         return np.asarray(keras.ops.convert_to_numpy(self._forward(images))).reshape(-1)
 
 
+def predictor_for(model):
+    """The model's `Predictor`, made (and traced) once per model."""
+    predictor = getattr(model, "_catdog_predictor", None)
+    if predictor is None:
+        predictor = Predictor(model)
+        # not through Keras' attribute tracking: it is no state of the model
+        object.__setattr__(model, "_catdog_predictor", predictor)
+    return predictor
+
+
 def probabilities(model, dataset, predictor=None):
     """P(dog) for every image of a batched (images, labels) dataset."""
-    predictor = predictor or Predictor(model)
+    predictor = predictor or predictor_for(model)
     outputs = [predictor(images) for images, _ in dataset]
     return np.concatenate(outputs) if outputs else np.zeros((0,), np.float32)
 
 
 def predict_files(model, inputs, batch_size=32, threshold=0.5):
-    """(predictions, skipped) for image files and folders of them."""
+    """(predictions in input order, skipped) for image files and folders of them.
+
+    Each file is decoded once, while the model works on the previous batch
+    (see `catdog.data.oneshot`).
+    """
     files, skipped = image_files(inputs)
-    manifest = inspect_files(files, [0] * len(files), model.image_size)
-    skipped += manifest.skipped
-    if not len(manifest):
-        return [], skipped
-    dataset = manifest_dataset(manifest, model.image_size, batch_size)
-    p_dog = probabilities(model, dataset)
-    return [Prediction(path, float(p), threshold) for path, p in zip(manifest.paths, p_dog)], skipped
+    predictor = predictor_for(model)
+    p_dog = {}
+    for indices, images in decode_once(files, model.image_size, batch_size, skipped):
+        p_dog.update(zip(indices, predictor(images)))
+    return [Prediction(files[i], float(p_dog[i]), threshold) for i in sorted(p_dog)], skipped
 
 
 def has_gpu():

@@ -21,7 +21,6 @@ from catdog.checkpoint import (
 from catdog.config import TrainConfig
 from catdog.data.sources import load_splits
 from catdog.errors import CatdogError
-from catdog.loading import load_model
 from catdog.model import CatDogClassifier
 from catdog.plots import plot_training_curves
 from catdog.report import write_run_report

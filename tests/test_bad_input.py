@@ -131,6 +131,28 @@ def test_permission_denied_for_real(tmp_path):
     assert [s.reason for s in manifest.skipped] == ["unreadable: permission denied"]
 
 
+@pytest.mark.parametrize("batch_size", [1, 5])
+def test_one_pass_decoding_gives_the_pixels_and_skips_of_the_checked_pipeline(messy, inspected, batch_size):
+    """Predicting decodes each file once (catdog.data.oneshot), unchecked; it
+    must end where the checked training pipeline ends: same pixels per file,
+    same skips with the same reasons, each file once."""
+    from catdog.data.oneshot import decode_once
+
+    files, manifest, images = inspected
+    skipped = []
+    seen = {}
+    for indices, batch in decode_once(files.paths, 32, batch_size, skipped):
+        assert len(indices) == len(batch) <= batch_size and batch.dtype == np.uint8
+        for index, pixels in zip(indices, batch):
+            assert index not in seen, "each file once"
+            seen[index] = pixels
+    expected = {files.paths.index(path): pixels for path, pixels in zip(manifest.paths, images)}
+    assert sorted(seen) == sorted(expected)
+    for index, pixels in expected.items():
+        np.testing.assert_array_equal(seen[index], pixels, err_msg=files.paths[index])
+    assert [(s.path, s.reason) for s in skipped] == [(s.path, s.reason) for s in manifest.skipped]
+
+
 def test_predict_walks_folders_and_reports_what_it_skips(messy):
     root, expect = messy
     files, skipped = image_files([str(root / "cats"), str(root / "nope.jpg"), str(root / "cats" / "pipe.jpg")])

@@ -8,15 +8,20 @@ import sys
 from conftest import ROOT
 
 
-def test_quick_benchmark_writes_every_section(tmp_path):
+def bench(tmp_path, *args):
     out, raw = tmp_path / "BENCH.md", tmp_path / "bench.json"
     env = {**os.environ, "CATDOG_SHARED": str(tmp_path / "no-shared")}
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "bench.py"), "--quick",
-         "--out", str(out), "--json", str(raw), "--work", str(tmp_path / "work")],
+         "--out", str(out), "--json", str(raw), "--work", str(tmp_path / "work"), *args],
         capture_output=True, text=True, timeout=900, env=env, cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    return out, raw
+
+
+def test_quick_benchmark_writes_every_section_and_reruns_one(tmp_path):
+    out, raw = bench(tmp_path)
     text = out.read_text()
     for heading in ("## 1–2. Training pipeline", "## 3. Time to", "## 4. Inference", "## 5. Memory", "## GPU"):
         assert heading in text
@@ -29,3 +34,15 @@ def test_quick_benchmark_writes_every_section(tmp_path):
     rows = data["memory"]["rows"]
     assert all(row["exit_code"] == 0 and row["peak_rss_mib"] > 0 for row in rows.values())
     assert len(data["time_to_accuracy"]["catdog"]["epochs"]) == 2
+
+    for section in ("pipeline", "time_to_accuracy", "inference", "memory"):
+        assert data["sections"][section]["command"] == "python benchmarks/bench.py --quick"
+
+    # One section again: the others keep their numbers, and each says which run measured it.
+    out, raw = bench(tmp_path, "--only", "inference")
+    again = json.loads(raw.read_text())
+    assert again["sections"]["inference"]["command"].endswith('--only inference"')
+    assert again["pipeline"] == data["pipeline"] and again["memory"] == data["memory"]
+    text = out.read_text()
+    assert text.count("Measured by `python benchmarks/bench.py --quick` on") == 3
+    assert text.count('--only inference"` on') == 1

@@ -109,15 +109,19 @@ def _has_jpeg_end(path, tail=4096):
 
 def pil_problem(path, image_size=None):
     """None if Pillow decodes the whole file, else why not."""
+    return decode_pil_or_reason(path, image_size)[1]
+
+
+def decode_pil_or_reason(path, image_size=None):
+    """(RGB uint8 array, None) from Pillow, or (None, why it cannot)."""
     try:
-        decode_pil(path, image_size)
-        return None
+        return decode_pil(path, image_size), None
     except OSError as error:
         if isinstance(error, FileNotFoundError | PermissionError):
-            return f"unreadable: {os_reason(error)}"
-        return _short(error)
+            return None, f"unreadable: {os_reason(error)}"
+        return None, _short(error)
     except Exception as error:  # any decoder failure means: skip this file
-        return _short(error)
+        return None, _short(error)
 
 
 def tf_decodable(paths, image_size):
