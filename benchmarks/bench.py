@@ -488,7 +488,8 @@ def main(argv=None):
     command = "python benchmarks/bench.py --quick" if args.quick else "make bench"
     partial = set(args.only) != set(SECTIONS)
     if partial:
-        command += f' BENCH_ARGS="--only {" ".join(args.only)}"'
+        only = f"--only {' '.join(args.only)}"
+        command += f" {only}" if args.quick else f' BENCH_ARGS="{only}"'
         previous = _previous_results(args.json, p, data)
         results["sections"] = previous.get("sections", {})
         results.update({key: previous[key] for key in SECTIONS.values() if key in previous})
