@@ -108,3 +108,24 @@ def calibrate_batchnorm(model, images):
     else:
         model.unfreeze_backbone()
     return model
+
+
+def run_cli(capsys, *args):
+    """`catdog ARGS` in this process: (exit code, stdout, stderr)."""
+    from catdog import cli
+
+    try:
+        code = cli.main([str(a) for a in args])
+    except SystemExit as exit:  # argparse errors
+        code = exit.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err, *fragments):
+    """Exit code 2 and one stderr line holding every fragment, no traceback."""
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]

@@ -10,13 +10,13 @@ import tensorflow as tf
 from PIL import Image
 
 import catdog
-from catdog import cli
 from catdog.data.decode import decode_jpeg_scaled, decode_pil
 from catdog.data.folders import list_labelled_files
 from catdog.data.inspect import choose_decoder, inspect_files
 from catdog.data.pipeline import manifest_dataset
 from catdog.data.sources import load_splits
 from catdog.inference import image_files
+from conftest import assert_one_line_error, run_cli
 from messy import RED, can_read, halves, write_messy_folder
 
 
@@ -170,23 +170,6 @@ def test_training_data_report_counts_and_lists_every_skip(messy):
     assert {relative(root, s.path) for s in splits.skipped} == expected_skips
     assert splits.counts["skipped"] == len(expected_skips) == splits.summary()["skipped"]
     assert splits.counts["train"] + splits.counts["validation"] == len(expect) - len(expected_skips)
-
-
-def run_cli(capsys, *args):
-    try:
-        code = cli.main([str(a) for a in args])
-    except SystemExit as exit:  # argparse errors
-        code = exit.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code, err, *fragments):
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in err, err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def test_a_folder_with_nothing_usable_is_a_one_line_error(tmp_path, capsys):

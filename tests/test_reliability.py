@@ -16,27 +16,9 @@ import keras
 import pytest
 
 import catdog
-from catdog import artifacts, cli
+from catdog import artifacts
 from catdog.checkpoint import clear_run, prepare_run_dir, run_status
-from conftest import ROOT, tiny_model, write_photo_folder
-
-
-def run_cli(capsys, *args):
-    """`catdog ARGS` in this process: (exit code, stdout, stderr)."""
-    try:
-        code = cli.main([str(a) for a in args])
-    except SystemExit as exit:  # argparse errors
-        code = exit.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code, err, *fragments):
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in err, err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
+from conftest import ROOT, assert_one_line_error, run_cli, tiny_model, write_photo_folder
 
 
 def leftovers(folder):
