@@ -49,16 +49,17 @@ def decode_once(paths, image_size, batch_size, skipped, workers=8):
             return None, reason
         return resize_uint8(array, image_size).numpy(), None
 
-    with ThreadPoolExecutor(workers) as pool:
-        results = list(pool.map(by_pil, rest))
+    # A batch at a time, so memory does not grow with the number of such files.
     reasons = {i: reason for i, (route, reason) in enumerate(choices) if route is None}
-    batch = []
-    for index, (image, reason) in zip(rest, results):
-        if image is None:
-            reasons[index] = reason
-        else:
-            batch.append((index, image))
-    for start in range(0, len(batch), batch_size):
-        chunk = batch[start:start + batch_size]
-        yield [i for i, _ in chunk], np.stack([image for _, image in chunk])
+    with ThreadPoolExecutor(workers) as pool:
+        for start in range(0, len(rest), batch_size):
+            chunk = rest[start:start + batch_size]
+            good = []
+            for index, (image, reason) in zip(chunk, pool.map(by_pil, chunk)):
+                if image is None:
+                    reasons[index] = reason
+                else:
+                    good.append((index, image))
+            if good:
+                yield [i for i, _ in good], np.stack([image for _, image in good])
     skipped.extend(SkippedFile(paths[i], reasons[i]) for i in sorted(reasons))
