@@ -47,6 +47,40 @@ def test_augmentation_changes_images_only_in_training():
     assert not np.allclose(trained, images)
 
 
+@pytest.mark.parametrize("flip", ["horizontal", "vertical", "horizontal_and_vertical"])
+def test_one_warp_matches_keras_layers_applied_one_after_the_other(flip):
+    # On a linear ramp bilinear resampling is exact, so one warp and three
+    # successive warps must agree wherever no pixel comes from the border fill.
+    seed, size = 5, 64
+    y, x = np.mgrid[0:size, 0:size].astype("float32")
+    ramp = np.stack([0.01 * x + 0.02 * y, 0.03 * x - 0.01 * y, -0.02 * x], axis=-1)
+    images = np.repeat(ramp[None], 8, axis=0)
+    fused = catdog.ImageAugmentation(flip=flip, rotation=0.02, zoom=0.05, seed=seed)
+    steps = [
+        keras.layers.RandomFlip(flip, seed=seed),
+        keras.layers.RandomRotation(0.02, fill_mode="reflect", seed=seed + 1),
+        keras.layers.RandomZoom(0.05, fill_mode="reflect", seed=seed + 2),
+    ]
+    one = keras.ops.convert_to_numpy(fused(images, training=True))
+    successive = images
+    for step in steps:
+        successive = step(successive, training=True)
+    successive = keras.ops.convert_to_numpy(successive)
+    centre = slice(size // 4, 3 * size // 4)
+    np.testing.assert_allclose(one[:, centre, centre], successive[:, centre, centre], atol=1e-4)
+    assert not np.allclose(one, images, atol=1e-3)
+
+
+def test_flip_alone_mirrors_exactly():
+    layer = catdog.ImageAugmentation(flip="horizontal", rotation=0, zoom=0, seed=2)
+    images = np.random.default_rng(0).uniform(-1, 1, (16, 8, 8, 3)).astype("float32")
+    out = keras.ops.convert_to_numpy(layer(images, training=True))
+    mirrored = [np.allclose(o, i[:, ::-1], atol=1e-5) for o, i in zip(out, images)]
+    unchanged = [np.allclose(o, i, atol=1e-5) for o, i in zip(out, images)]
+    assert all(m or u for m, u in zip(mirrored, unchanged))
+    assert any(mirrored) and any(unchanged)
+
+
 def test_augmentation_can_be_switched_off_piecewise():
     layer = catdog.ImageAugmentation(flip=None, rotation=0, zoom=0)
     images = np.random.default_rng(0).uniform(-1, 1, (2, 16, 16, 3)).astype("float32")
