@@ -78,6 +78,9 @@ class FineTuneSwitch(keras.callbacks.Callback):
         with strategy_scope(self.model):
             optimizer = self._fine_tune_optimizer()
         replace_optimizer(self.model, optimizer)
+        # A test function traced in stage 1 may have read stage-1 state (the
+        # feature cache); validation in stage 2 gets its own.
+        self.model.make_test_function(force=True)
         if self.verbose:
             trainable = len(self.model.trainable_variables)
             print(

@@ -105,6 +105,7 @@ def build_parser():
     train.add_argument("--augment-stage-one", action="store_true", help="augment while only the head trains too (default: only while fine-tuning, which measured better)")
     train.add_argument("--limit", type=positive_int, help="use at most N training images")
     train.add_argument("--cache", default=defaults.cache, help="keep decoded images between epochs: auto (in memory when under 1 GiB), memory, none, or a file path prefix (default: %(default)s)")
+    train.add_argument("--no-feature-cache", action="store_true", help="recompute the frozen backbone's features every stage-1 epoch instead of remembering them after the first (same results, slower)")
     train.add_argument("--mixed-precision", action="store_true", help="float16 compute with a float32 output (GPUs; slower on CPUs)")
     train.add_argument("--seed", type=seed_int, default=defaults.seed, help="fixes the split, shuffling, augmentation and initial weights: the same seed and data give the same run on CPU (default: %(default)s)")
     train.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
@@ -178,6 +179,7 @@ def run_train(args):
         augment_stage_one=args.augment_stage_one,
         limit=args.limit,
         cache=args.cache,
+        feature_cache=not args.no_feature_cache,
         mixed_precision=args.mixed_precision,
         seed=args.seed,
         overwrite=args.overwrite,

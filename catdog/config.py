@@ -39,6 +39,8 @@ class TrainConfig:
     augment_stage_one: bool = False
     limit: int | None = None
     cache: str = "auto"
+    #: remember the frozen backbone's features in stage 1 (see catdog.feature_cache)
+    feature_cache: bool = True
     mixed_precision: bool = False
     seed: int = 0
     overwrite: bool = False

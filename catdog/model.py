@@ -119,13 +119,36 @@ class CatDogClassifier(keras.Model):
         self.classifier.build((None, features[-1]))
         self.built = True
 
+    #: A `catdog.feature_cache.FeatureCache` while stage 1 uses one.
+    feature_cache = None
+
     def call(self, images, training=None):
+        augments = bool(training) and self.augments_now
+        if self.feature_cache is not None and self.stage == HEAD_ONLY and not augments:
+            pooled = self.feature_cache.pooled(
+                images, lambda: self.pool(self.features(self.preprocessor(images)))
+            )
+            return self.classify(ops.cast(pooled, self.pool.compute_dtype), training=training)
         x = self.preprocessor(images)
         if self.augments_now:
             # `stage` is read when the train function is traced; the stage
             # switch rebuilds that function (see `FineTuneSwitch`).
             x = self.augmenter(x, training=training)
         return self.head(self.features(x), training=training)
+
+    def attach_feature_cache(self, cache):
+        """Serve stage 1's pooled features from `cache` (None: stop).
+
+        The cache is read when a function is traced: attach it before `fit()`
+        (as `StageOneFeatureCache` does). It is no state of the model, so
+        neither tracked nor saved.
+        """
+        object.__setattr__(self, "feature_cache", cache)
+
+    @property
+    def feature_width(self):
+        """Length of the pooled feature vector the head reads."""
+        return int(self.backbone.output.shape[-1])
 
     @property
     def augments_now(self):
@@ -140,9 +163,11 @@ class CatDogClassifier(keras.Model):
 
     def head(self, features, training=None):
         """Backbone feature map -> P(dog); split out for Grad-CAM and caching."""
-        x = self.pool(features)
-        x = self.head_dropout(x, training=training)
-        return self.classifier(x)
+        return self.classify(self.pool(features), training=training)
+
+    def classify(self, pooled, training=None):
+        """Pooled features -> P(dog)."""
+        return self.classifier(self.head_dropout(pooled, training=training))
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0] if len(input_shape) == 4 else 1, 1)
@@ -178,6 +203,11 @@ class CatDogClassifier(keras.Model):
         index = self.backbone_layer_index(
             self.fine_tune_at if from_layer is None else from_layer
         )
+        if self.feature_cache is not None:
+            # Functions traced in stage 1 may still be called (validation):
+            # make them compute features from the backbone being fine-tuned.
+            self.feature_cache.deactivate()
+            self.attach_feature_cache(None)
         self.backbone.trainable = True
         for position, layer in enumerate(self.backbone.layers):
             if position < index or isinstance(layer, keras.layers.BatchNormalization):

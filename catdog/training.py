@@ -20,6 +20,7 @@ from catdog.checkpoint import (
 )
 from catdog.config import TrainConfig
 from catdog.data.sources import load_splits
+from catdog.feature_cache import StageOneFeatureCache
 from catdog.errors import CatdogError
 from catdog.model import CatDogClassifier
 from catdog.plots import plot_training_curves
@@ -146,6 +147,7 @@ def train(config=None, callbacks=(), **overrides):
         epochs=config.total_epochs,
         initial_epoch=initial_epoch,
         callbacks=[
+            *_feature_cache(config, splits, verbose),
             FineTuneSwitch(
                 switch_epoch,
                 fine_tune_at=config.fine_tune_at,
@@ -199,6 +201,14 @@ def train(config=None, callbacks=(), **overrides):
         seconds=time.perf_counter() - started,
         resumed_from=resume_from.epoch if resume_from is not None else None,
     )
+
+
+def _feature_cache(config, splits, verbose):
+    """Stage 1's feature cache, sized for every training and validation photo."""
+    if not config.feature_cache:
+        return []
+    photos = sum(splits.counts.get(split) or 0 for split in ("train", "validation"))
+    return [StageOneFeatureCache(capacity=photos or None, verbose=verbose)]
 
 
 def _as_dict(point):
