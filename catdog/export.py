@@ -279,9 +279,10 @@ class SavedModelRunner(ExportedModel):
 class TFLiteRunner(ExportedModel):
     format = TFLITE
 
-    def __init__(self, path, num_threads=None):
+    def __init__(self, path, num_threads=None, content=False):
+        """`content=True` reads the file into memory: it may be deleted afterwards."""
         super().__init__(path)
-        self._interpreter = tflite_interpreter(self.path, num_threads)
+        self._interpreter = tflite_interpreter(self.path, num_threads, content)
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
         self._batch = None
@@ -347,8 +348,12 @@ def load_exported(path, num_threads=None):
     raise ConfigError(f"cannot tell the format of {path}: expected a SavedModel folder, .tflite or .onnx")
 
 
-def tflite_interpreter(path, num_threads=None):
+def tflite_interpreter(path, num_threads=None, content=False):
     """LiteRT's standalone interpreter when installed, else TensorFlow's copy."""
+    source = {"model_path": path}
+    if content:
+        with open(path, "rb") as file:
+            source = {"model_content": file.read()}
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
@@ -356,9 +361,9 @@ def tflite_interpreter(path, num_threads=None):
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
-            interpreter = tf.lite.Interpreter(model_path=path, num_threads=num_threads)
+            interpreter = tf.lite.Interpreter(**source, num_threads=num_threads)
     else:
-        interpreter = Interpreter(model_path=path, num_threads=num_threads)
+        interpreter = Interpreter(**source, num_threads=num_threads)
     interpreter.allocate_tensors()
     return interpreter
 

@@ -247,3 +247,26 @@ def test_cli_rejects_unknown_formats(capsys):
     with pytest.raises(SystemExit) as exit:
         main(["export", "m.keras", "--format", "coreml", "--out", "m"])
     assert exit.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+def test_tflite_engine_predictor_matches_the_keras_model_and_leaves_no_file(parity, tmp_path, monkeypatch):
+    import tempfile
+
+    from catdog.inference import Predictor
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    predictor = Predictor(parity["model"], engine="tflite")
+    assert list(tmp_path.iterdir()) == []  # converted in a temporary folder, read into memory
+    one = predictor(parity["images"][:1])
+    assert one.shape == (1,)
+    p = predictor(parity["images"])  # another batch size: the interpreter is resized
+    difference = np.abs(p - parity["expected"]).max()
+    assert difference <= FLOAT_TOLERANCE, f"max |P(dog) difference| {difference:.2e}"
+    np.testing.assert_allclose(one, p[:1], atol=FLOAT_TOLERANCE)
+
+
+def test_unknown_predictor_engine_is_a_config_error(parity):
+    from catdog.inference import Predictor
+
+    with pytest.raises(catdog.ConfigError, match="engine"):
+        Predictor(parity["model"], engine="onnx")
