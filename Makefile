@@ -16,7 +16,7 @@ ifneq ($(wildcard $(SHARED)/keras/models),)
 export KERAS_HOME ?= $(SHARED)/keras
 endif
 
-.PHONY: install train test bench clean
+.PHONY: install train test bench levers clean
 
 install: $(BIN)/catdog
 
@@ -35,9 +35,14 @@ TEST_WORKERS ?= 2
 test: $(BIN)/catdog
 	$(BIN)/python -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
-# Speed and accuracy figures (about 30 minutes on 2 cores): writes BENCHMARKS.md.
+# Speed and accuracy figures (27 minutes on 2 cores): writes BENCHMARKS.md.
 bench: $(BIN)/catdog
 	$(BIN)/python benchmarks/bench.py --out BENCHMARKS.md $(BENCH_ARGS)
+
+# Each speed lever on and off (3-4 minutes), then BENCHMARKS.md again with them.
+levers: $(BIN)/catdog
+	$(BIN)/python benchmarks/levers.py
+	$(BIN)/python benchmarks/bench.py --out BENCHMARKS.md --render
 
 clean:
 	rm -rf runs .pytest_cache build *.egg-info

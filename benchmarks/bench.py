@@ -470,9 +470,10 @@ def render(results, p, command):
             "memory must not grow).",
             "",
         ]
-    export = pathlib.Path(__file__).resolve().parent / "results" / "export.md"
-    if export.exists():
-        lines += [export.read_text().strip(), ""]
+    for fragment in ("levers.md", "export.md"):  # written by levers.py and export_bench.py
+        path = pathlib.Path(__file__).resolve().parent / "results" / fragment
+        if path.exists():
+            lines += [path.read_text().strip(), ""]
     lines += [
         "## GPU",
         "",
@@ -491,8 +492,12 @@ def main(argv=None):
                         help="run these sections; the others keep their last results (from --json)")
     parser.add_argument("--full-tutorial", action="store_true", help="run the tutorial's 20 epochs to the end")
     parser.add_argument("--work", help="scratch folder (default: a temporary one)")
+    parser.add_argument("--render", action="store_true",
+                        help="run nothing: write --out again from --json and the fragments in benchmarks/results/")
     args = parser.parse_args(argv)
     p = QUICK if args.quick else FULL
+    if args.render:
+        return _render_again(args, p)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if common.have_shared() and not args.quick:
         os.environ.setdefault("KERAS_HOME", str(common.KERAS_CACHE))
@@ -557,6 +562,7 @@ def main(argv=None):
             "command": command, "date": results["date"], "minutes": (time.perf_counter() - section_started) / 60,
         }
     results["bench_seconds"] = time.perf_counter() - started
+    results["command"] = command
 
     text = render(results, p, command) + f"\nThis run: {results['bench_seconds'] / 60:.1f} minutes.\n"
     from catdog import artifacts
@@ -564,6 +570,17 @@ def main(argv=None):
     artifacts.write_text(args.out, text)
     if args.json:
         artifacts.write_json(args.json, results)
+    print(text)
+    return 0
+
+
+def _render_again(args, p):
+    from catdog import artifacts
+
+    results = json.loads(pathlib.Path(args.json).read_text())
+    command = results.get("command", "make bench")
+    text = render(results, p, command) + f"\nThat run: {results['bench_seconds'] / 60:.1f} minutes.\n"
+    artifacts.write_text(args.out, text)
     print(text)
     return 0
 
