@@ -23,6 +23,7 @@ from catdog.errors import (
     WeightsUnavailableError,
 )
 from catdog.export import export_model, load_exported
+from catdog.feature_cache import StageOneFeatureCache
 from catdog.layers import ImageAugmentation, ImagePreprocessor
 from catdog.loading import load_model
 from catdog.model import CatDogClassifier
@@ -41,6 +42,7 @@ __all__ = [
     "ImageAugmentation",
     "ImagePreprocessor",
     "ModelFileError",
+    "StageOneFeatureCache",
     "OptionalDependencyError",
     "TrainConfig",
     "TrainResult",

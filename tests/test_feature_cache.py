@@ -96,6 +96,12 @@ def test_no_cache_where_it_cannot_be_used():
     model.unfreeze_backbone()
     assert "fine-tuned" in cache.why_not(model)
     assert cache.why_not(tiny_model()) is None
+    import tensorflow as tf
+
+    with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
+        mirrored = tiny_model()
+        mirrored.compile(optimizer="adam", loss="binary_crossentropy")
+    assert "strategy" in cache.why_not(mirrored)
     assert "hook" in cache.why_not(keras.Sequential([keras.layers.Dense(1)]))
 
 
