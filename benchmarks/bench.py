@@ -28,12 +28,12 @@ import common  # noqa: E402
 
 FULL = dict(
     image_size=224, batch_size=32, pipeline_per_class=160, pipeline_epochs=4,
-    predict_images=400, latency_calls=100, memory_sizes=(2000, 8000), memory_image_size=96, memory_photo_size=(375, 500), memory_val_per_class=25,
+    predict_images=400, latency_calls=100, tflite_latency=True, memory_sizes=(2000, 8000), memory_image_size=96, memory_photo_size=(375, 500), memory_val_per_class=25,
     target=0.985, repeats=3, recipe=None, tutorial_epochs=(10, 10),
 )
 QUICK = dict(
     image_size=32, batch_size=4, pipeline_per_class=4, pipeline_epochs=2,
-    predict_images=8, latency_calls=5, memory_sizes=(16, 32), memory_image_size=32, memory_photo_size=(48, 64), memory_val_per_class=4,
+    predict_images=8, latency_calls=5, tflite_latency=False, memory_sizes=(16, 32), memory_image_size=32, memory_photo_size=(48, 64), memory_val_per_class=4,
     target=0.985, repeats=1, recipe=(1, 1), tutorial_epochs=(1, 1),
 )
 
@@ -67,6 +67,7 @@ def log(message):
 
 #: Stage 1 as `catdog.train` runs it: pixel cache and stage-1 feature cache.
 DEFAULT_STAGE_ONE = "catdog default (pixel cache + feature cache)"
+
 
 def bench_pipeline(p, train_dir, work, weights):
     import keras
@@ -295,17 +296,18 @@ def bench_inference(p, model_path, val_dir, work):
         t = time.perf_counter()
         predictor(one)
         latency.append((time.perf_counter() - t) * 1000)
-    log("inference: single-image latency with the TFLite engine")
-    t = time.perf_counter()
-    tflite = Predictor(model, engine="tflite")
-    conversion = time.perf_counter() - t
-    for _ in range(10):
-        tflite(one)
-    tflite_latency = []
-    for _ in range(p["latency_calls"]):
+    tflite_latency, conversion = [], None
+    if p["tflite_latency"]:  # the conversion alone takes 20 s: not in --quick
+        log("inference: single-image latency with the TFLite engine")
         t = time.perf_counter()
-        tflite(one)
-        tflite_latency.append((time.perf_counter() - t) * 1000)
+        tflite = Predictor(model, engine="tflite")
+        conversion = time.perf_counter() - t
+        for _ in range(10):
+            tflite(one)
+        for _ in range(p["latency_calls"]):
+            t = time.perf_counter()
+            tflite(one)
+            tflite_latency.append((time.perf_counter() - t) * 1000)
     keras_predict = []
     for _ in range(min(10, p["latency_calls"])):
         t = time.perf_counter()
@@ -317,8 +319,7 @@ def bench_inference(p, model_path, val_dir, work):
         "raw_model_per_s": common.stats(raw_rate),
         "throughput_ratio": common.stats([a / b for a, b in zip(files_rate, raw_rate)]),
         "latency_ms": common.stats(latency),
-        "tflite_latency_ms": common.stats(tflite_latency),
-        "tflite_conversion_s": conversion,
+        **({"tflite_latency_ms": common.stats(tflite_latency), "tflite_conversion_s": conversion} if tflite_latency else {}),
         "keras_predict_latency_ms": common.stats(keras_predict),
     }
 

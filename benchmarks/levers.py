@@ -34,7 +34,7 @@ if "KERAS_HOME" not in os.environ and (SHARED / "keras" / "models").is_dir():
 OUT = HERE / "results" / "levers.md"
 
 
-def in_turns(variants, repeats, warmup=2):
+def in_turns(variants, repeats, warmup=1):
     """{name: milliseconds per call} for zero-argument callables, run in turns."""
     for function in variants.values():
         for _ in range(warmup):

@@ -31,7 +31,7 @@ def test_quick_benchmark_writes_every_section_and_reruns_one(tmp_path):
         assert data["pipeline"][stage]["efficiency"] > 0
         assert data["pipeline"][stage]["vs_tutorial_epoch_time"] > 0
     assert data["inference"]["latency_ms"]["median"] > 0
-    assert data["inference"]["tflite_latency_ms"]["median"] > 0
+    assert "tflite_latency_ms" not in data["inference"]  # a 20 s conversion: full runs only
     assert "catdog default (pixel cache + feature cache)" in text
     rows = data["memory"]["rows"]
     assert all(row["exit_code"] == 0 and row["peak_rss_mib"] > 0 for row in rows.values())
@@ -53,26 +53,3 @@ def test_quick_benchmark_writes_every_section_and_reruns_one(tmp_path):
     before = out.read_text()
     bench(tmp_path, "--render")
     assert out.read_text().rsplit("\n", 2)[0] == before.rsplit("\n", 2)[0]
-
-
-def test_levers_script_writes_a_row_per_lever(tmp_path):
-    out = tmp_path / "levers.md"
-    env = {**os.environ, "CATDOG_SHARED": str(tmp_path / "no-shared")}
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "levers.py"), "--quick", "--out", str(out)],
-        capture_output=True, text=True, timeout=900, env=env, cwd=ROOT,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    rows = [line for line in out.read_text().splitlines() if line.startswith("| ") and "---" not in line][1:]
-    levers = [row.split(" | ")[0].lstrip("| ") for row in rows]
-    assert levers == [
-        "augmentation (flip, rotation, zoom)",
-        "BatchNorm folded into the convolutions, fine-tuning step",
-        "BatchNorm folded into the convolutions, forward pass",
-        "XLA (`jit_compile=True`)",
-        "mixed precision (float16 compute), fine-tuning step",
-        "JPEG decode of 256x192 photos",
-    ]
-    for row in rows:
-        ratio = float(row.split(" | ")[5])
-        assert ratio > 0
