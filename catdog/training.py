@@ -147,13 +147,14 @@ def train(config=None, callbacks=(), **overrides):
         epochs=config.total_epochs,
         initial_epoch=initial_epoch,
         callbacks=[
-            *_feature_cache(config, splits, verbose),
             FineTuneSwitch(
                 switch_epoch,
                 fine_tune_at=config.fine_tune_at,
                 learning_rate=config.fine_tune_learning_rate,
                 verbose=verbose,
             ),
+            # after the switch, so that it frees the cache at the switch epoch
+            *_feature_cache(config, splits, verbose),
             recorder,
             *callbacks,
         ],
