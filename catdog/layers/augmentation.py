@@ -20,10 +20,9 @@ class ImageAugmentation(keras.layers.Layer):
 
     Keras core's `RandomFlip`, `RandomRotation` and `RandomZoom` draw the
     transforms (their distributions and seeds), but the three are applied as
-    one affine warp instead of three passes over the pixels: a third of the
-    cost (on 2 CPU cores, 32 images at 224x224: about 70 ms instead of 150-190
-    ms, some 8% of a fine-tuning step), and one interpolation instead of two,
-    so the photo is resampled once.
+    one affine warp instead of three passes over the pixels: 2.3-2.5x faster
+    on 2 CPU cores for 32 images at 224x224 (`make levers`; about 5-8% of a
+    fine-tuning step saved), and the photo is resampled once instead of twice.
 
     Args:
         flip: `"horizontal"`, `"vertical"`, `"horizontal_and_vertical"`, or
