@@ -289,30 +289,15 @@ def bench_inference(p, model_path, val_dir, work):
         raw_rate.append(n / (time.perf_counter() - t))
 
     one = images[:1]
-    for _ in range(10):
-        predictor(one)
-    latency = []
-    for _ in range(p["latency_calls"]):
-        t = time.perf_counter()
-        predictor(one)
-        latency.append((time.perf_counter() - t) * 1000)
+    latency = _milliseconds_per_call(lambda: predictor(one), p["latency_calls"], warmup=10)
     tflite_latency, conversion = [], None
     if p["tflite_latency"]:  # the conversion alone takes 20 s: not in --quick
         log("inference: single-image latency with the TFLite engine")
         t = time.perf_counter()
         tflite = Predictor(model, engine="tflite")
         conversion = time.perf_counter() - t
-        for _ in range(10):
-            tflite(one)
-        for _ in range(p["latency_calls"]):
-            t = time.perf_counter()
-            tflite(one)
-            tflite_latency.append((time.perf_counter() - t) * 1000)
-    keras_predict = []
-    for _ in range(min(10, p["latency_calls"])):
-        t = time.perf_counter()
-        model.predict(one, verbose=0)
-        keras_predict.append((time.perf_counter() - t) * 1000)
+        tflite_latency = _milliseconds_per_call(lambda: tflite(one), p["latency_calls"], warmup=10)
+    keras_predict = _milliseconds_per_call(lambda: model.predict(one, verbose=0), min(10, p["latency_calls"]))
     return {
         "n_images": n,
         "predict_files_per_s": common.stats(files_rate),
@@ -322,6 +307,17 @@ def bench_inference(p, model_path, val_dir, work):
         **({"tflite_latency_ms": common.stats(tflite_latency), "tflite_conversion_s": conversion} if tflite_latency else {}),
         "keras_predict_latency_ms": common.stats(keras_predict),
     }
+
+
+def _milliseconds_per_call(call, calls, warmup=0):
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(calls):
+        t = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - t) * 1000)
+    return times
 
 
 # --- 5: memory and growth ------------------------------------------------------
