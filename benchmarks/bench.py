@@ -526,9 +526,10 @@ def main(argv=None):
     }
     command = "python benchmarks/bench.py --quick" if args.quick else "make bench"
     partial = set(args.only) != set(SECTIONS)
+    bench_args = ([f"--only {' '.join(args.only)}"] if partial else []) + (["--full-tutorial"] if args.full_tutorial else [])
+    if bench_args:
+        command += f" {' '.join(bench_args)}" if args.quick else f' BENCH_ARGS="{" ".join(bench_args)}"'
     if partial:
-        only = f"--only {' '.join(args.only)}"
-        command += f" {only}" if args.quick else f' BENCH_ARGS="{only}"'
         previous = _previous_results(args.json, p, data)
         results["sections"] = previous.get("sections", {})
         results.update({key: previous[key] for key in SECTIONS.values() if key in previous})
