@@ -81,6 +81,20 @@ def test_flip_alone_mirrors_exactly():
     assert any(mirrored) and any(unchanged)
 
 
+def test_augmentation_vetoes_xla_only_on_tensorflow_whose_warp_has_no_xla_kernel():
+    """The layer's jit flag decides whether jit_compile="auto" compiles a model."""
+    import tensorflow as tf
+
+    layer = catdog.ImageAugmentation(seed=1)
+    assert keras.backend.backend() == "tensorflow"
+    assert not layer.supports_jit and not any(step.supports_jit for step in layer.steps)
+    images = np.random.default_rng(0).uniform(-1, 1, (2, 16, 16, 3)).astype("float32")
+    compiled = tf.function(lambda x: layer(x, training=True), jit_compile=True)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="ImageProjectiveTransformV3"):
+        compiled(images)
+    # Under JAX the flags are True: tests/jax_checks.py checks that the model compiles.
+
+
 def test_augmentation_can_be_switched_off_piecewise():
     layer = catdog.ImageAugmentation(flip=None, rotation=0, zoom=0)
     images = np.random.default_rng(0).uniform(-1, 1, (2, 16, 16, 3)).astype("float32")

@@ -63,6 +63,15 @@ class ImageAugmentation(keras.layers.Layer):
                     self.zoom, fill_mode=fill_mode, seed=_offset(seed, 2)
                 )
             )
+        # Keras marks RandomRotation and RandomZoom as not compilable because
+        # TensorFlow's warp op has no XLA kernel. Here they only draw the
+        # transforms (keras.ops random numbers) and the warp is ours, which
+        # JAX compiles. Left as Keras has it, `jit_compile="auto"` turns jit
+        # off for every JAX model holding this layer, and JAX then runs the
+        # train step op by op.
+        self.supports_jit = keras.backend.backend() != "tensorflow"
+        for step in self.steps:
+            step.supports_jit = self.supports_jit
 
     def build(self, input_shape):
         for step in self.steps:
