@@ -467,16 +467,13 @@ def render(results, p, command):
             "memory must not grow).",
             "",
         ]
+    results_dir = pathlib.Path(__file__).resolve().parent / "results"
     for fragment in ("levers.md", "export.md"):  # written by levers.py and export_bench.py
-        path = pathlib.Path(__file__).resolve().parent / "results" / fragment
+        path = results_dir / fragment
         if path.exists():
             lines += [path.read_text().strip(), ""]
-    lines += [
-        "## GPU",
-        "",
-        results.get("gpu_note", "No GPU was lent to the session that produced these numbers."),
-        "",
-    ]
+    gpu = results_dir / "gpu.md"  # written by gpu.py on a GPU machine
+    lines += [gpu.read_text().strip() if gpu.exists() else "## GPU\n\nNo GPU was lent to a session yet.", ""]
     return "\n".join(lines)
 
 
