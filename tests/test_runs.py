@@ -12,6 +12,7 @@ import io
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -208,14 +209,19 @@ def test_a_run_killed_in_each_stage_resumes_where_it_was(reference, interrupted)
 def test_another_seed_gives_another_run_and_divergence_keeps_the_last_good_checkpoint(
     reference, messy_data, weights_file, tmp_path
 ):
-    """Seed 1, and a stage-2 learning rate that blows the weights up (one run for both)."""
+    """Seed 1, and a stage-2 learning rate that blows the weights up (one run for both).
+
+    1e30 was not enough on every CPU: on an Intel Xeon the clipped
+    cross-entropy stayed finite. 3e38 (near float32's largest) overflows.
+    """
     out = tmp_path / "run"
-    command = train_command(messy_data[0], out, weights_file, "--seed", 1, "--fine-tune-epochs", 1, "--fine-tune-lr", "1e30")
+    command = train_command(messy_data[0], out, weights_file, "--seed", 1, "--fine-tune-epochs", 1, "--fine-tune-lr", "3e38")
     code, _, stderr = run_cli(*command[3:])
     assert code == 2, stderr[-3000:]
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in stderr, stderr
-    assert "training loss became nan" in lines[0] and "epoch 1" in lines[0]
+    # Which non-finite value comes first depends on the CPU's arithmetic.
+    assert re.search(r"training loss became (nan|inf) ", lines[0]) and "epoch 1" in lines[0]
     assert "last good checkpoint" in lines[0] and "checkpoint-epoch1.keras" in lines[0]
     state = read_json(out / "run_state.json")
     assert state["completed_epochs"] == 1 and not state["finished"]
