@@ -28,6 +28,7 @@ import types
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
 
 SHARED = pathlib.Path(os.environ.get("CATDOG_SHARED", ROOT.parent / "shared"))
 if "KERAS_HOME" not in os.environ and (SHARED / "keras" / "models").is_dir():
@@ -83,7 +84,9 @@ def run_one(classifier, switch, images, labels, batch_size, epochs, mixed, weigh
     """{stage: [images/s per measured epoch]} of one two-stage fit()."""
     import keras
 
-    timer = _EpochTimer()
+    import common
+
+    timer = common.EpochTimer()
     model = classifier(image_size=images.shape[1], weights=weights, mixed_precision=mixed)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=1e-3),
@@ -101,25 +104,6 @@ def run_one(classifier, switch, images, labels, batch_size, epochs, mixed, weigh
         "compile epochs s": [timer.seconds[0], timer.seconds[per_stage]],
         "final loss": float(timer.logs[-1].get("loss", float("nan"))),
     }
-
-
-class _EpochTimer:
-    def __new__(cls):
-        import keras
-
-        class Timer(keras.callbacks.Callback):
-            def __init__(self):
-                super().__init__()
-                self.seconds, self.logs = [], []
-
-            def on_epoch_begin(self, epoch, logs=None):
-                self._start = time.perf_counter()
-
-            def on_epoch_end(self, epoch, logs=None):
-                self.seconds.append(time.perf_counter() - self._start)
-                self.logs.append(dict(logs or {}))
-
-        return Timer()
 
 
 def render(results):
