@@ -28,7 +28,7 @@ import common  # noqa: E402
 
 FULL = dict(
     image_size=224, batch_size=32, pipeline_per_class=160, pipeline_epochs=4,
-    predict_images=400, latency_calls=100, tflite_latency=True, memory_sizes=(2000, 8000), memory_image_size=96, memory_photo_size=(375, 500), memory_val_per_class=25,
+    predict_images=1000, latency_calls=100, tflite_latency=True, memory_sizes=(2000, 8000), memory_image_size=96, memory_photo_size=(375, 500), memory_val_per_class=25,
     target=0.985, repeats=3, recipe=None, tutorial_epochs=(10, 10),
 )
 QUICK = dict(
