@@ -35,7 +35,7 @@ TEST_WORKERS ?= 2
 test: $(BIN)/catdog
 	$(BIN)/python -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
-# Speed and accuracy figures (27 minutes on 2 cores): writes BENCHMARKS.md.
+# Speed and accuracy figures (9 minutes on the 2-core Intel Xeon, 27 on the older AMD): writes BENCHMARKS.md.
 bench: $(BIN)/catdog
 	$(BIN)/python benchmarks/bench.py --out BENCHMARKS.md $(BENCH_ARGS)
 
