@@ -163,7 +163,10 @@ def create_app(
         return _error(error.status_code, error.detail or "")
 
     async def upload_error(request, error):
-        return _error(error.status, error.message)
+        response = _error(error.status, error.message)
+        if error.status in (408, 413):  # the body was not read to its end: this connection is done
+            response.headers["connection"] = "close"
+        return response
 
     async def unexpected(request, error):
         return _error(500, f"internal error: {type(error).__name__}: {str(error)[:200]}")

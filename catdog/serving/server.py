@@ -43,16 +43,17 @@ class HeaderTimeoutProtocol(H11Protocol):
             timer.cancel()
             self._header_timer = None
 
+    def data_received(self, data):
+        # The first bytes of a next request on a kept-alive connection start its clock
+        # (an idle kept-alive connection is uvicorn's: closed after timeout_keep_alive).
+        if getattr(self, "_header_timer", None) is None and (self.cycle is None or self.cycle.response_complete):
+            self._arm_header_timer()
+        super().data_received(data)
+
     def handle_events(self):
         super().handle_events()
         if getattr(self, "_header_timer", None) is not None and self.cycle is not self._timed_cycle:
             self._cancel_header_timer()  # a new request's headers are in
-
-    def on_response_complete(self):
-        self._cancel_header_timer()
-        if not self.transport.is_closing():
-            self._arm_header_timer()
-        super().on_response_complete()
 
     def connection_lost(self, exc):
         self._cancel_header_timer()
