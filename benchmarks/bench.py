@@ -553,6 +553,7 @@ def main(argv=None):
         elif section == "serving":
             model_path = _speed_model(results, args, p, work, weights)
             results[key] = serve_bench.bench_serving(model_path, val_dir, quick=args.quick, batch_size=p["batch_size"])
+            results[key]["model"] = _speed_model_note(results, args, p, weights)
         elif section == "memory":
             results[key] = bench_memory(p, work)
         results["sections"][key] = {
@@ -583,6 +584,13 @@ def _speed_model(results, args, p, work, weights):
 
         cd.CatDogClassifier(image_size=p["image_size"], weights=weights).save(str(model_path))
     return str(model_path)
+
+
+def _speed_model_note(results, args, p, weights):
+    if "tta" in args.only and results.get("time_to_accuracy"):
+        return f"this run's trained model, {p['image_size']}x{p['image_size']}"
+    return (f"MobileNetV2 at {p['image_size']}x{p['image_size']} with {weights or 'random'} weights and an untrained head "
+            "(speed does not depend on the head's weights)")
 
 
 def _render_again(args, p):
