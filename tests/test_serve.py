@@ -504,28 +504,6 @@ def test_slow_clients_time_out_and_others_are_served(served):
     assert_healthy(port)
 
 
-# --- TensorFlow Serving: the SavedModel signature for encoded images --------------------
-
-
-def test_savedmodel_bytes_signature_matches_catdog_predict(served, capsys, tmp_path):
-    """`serving_bytes` decodes in the graph with predict's TensorFlow route: same P(dog)
-    for every file predict decodes with TensorFlow (JPEG, PNG, GIF, BMP), within 1e-5."""
-    import tensorflow as tf
-
-    from catdog.export import BYTES_INPUT_NAME, BYTES_SIGNATURE, OUTPUT_NAME
-
-    code, _, err = run_cli(capsys, "export", served["model"], "--format", "savedmodel", "--out", tmp_path / "sm")
-    assert code == 0, err
-    photos = served["photos"]
-    names = sorted(n for n, route in served["routes"].items() if route == "tf")
-    assert {pathlib.Path(n).suffix for n in names} >= {".jpg", ".png", ".gif", ".bmp"}
-    expected = predict_cli(capsys, served["model"], *(photos / n for n in names))
-    signature = tf.saved_model.load(str(tmp_path / "sm")).signatures[BYTES_SIGNATURE]
-    contents = tf.constant([(photos / n).read_bytes() for n in names])
-    p_dog = signature(**{BYTES_INPUT_NAME: contents})[OUTPUT_NAME].numpy().reshape(-1)
-    np.testing.assert_allclose(p_dog, [expected[n] for n in names], atol=TOLERANCE)
-
-
 # --- the page in a real browser ----------------------------------------------------------
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
