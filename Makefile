@@ -23,7 +23,7 @@ install: $(BIN)/catdog
 $(BIN)/catdog: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
-	$(BIN)/pip install -e ".[dev,jax,export]"
+	$(BIN)/pip install -e ".[dev,jax,export,serve]"
 	@touch $@
 
 train: $(BIN)/catdog

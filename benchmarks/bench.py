@@ -6,7 +6,8 @@ Runs every figure of the speed issue in one run and writes BENCHMARKS.md:
 2. catdog vs the TensorFlow tutorial's pipeline and model, epoch time;
 3. time to 98.5% validation accuracy, catdog's default recipe vs the tutorial's;
 4. inference: `predict` on files vs the raw model, and single-image latency;
-5. peak memory and seconds per image at 2,000 and 8,000 training images.
+5. peak memory and seconds per image at 2,000 and 8,000 training images;
+6. serving: `catdog serve` under 1, 4 and 16 concurrent clients (serve_bench.py).
 
 Uses ../shared (real ImageNet weights, real photographs) when present, else
 synthetic JPEGs it writes itself. `--quick` shrinks everything to seconds
@@ -25,6 +26,7 @@ import time
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 import common  # noqa: E402
+import serve_bench  # noqa: E402
 
 FULL = dict(
     image_size=224, batch_size=32, pipeline_per_class=160, pipeline_epochs=4,
@@ -39,7 +41,7 @@ QUICK = dict(
 
 
 #: --only names -> keys of the results
-SECTIONS = {"pipeline": "pipeline", "tta": "time_to_accuracy", "inference": "inference", "memory": "memory"}
+SECTIONS = {"pipeline": "pipeline", "tta": "time_to_accuracy", "inference": "inference", "memory": "memory", "serving": "serving"}
 
 
 def _previous_results(path, p, data):
@@ -467,6 +469,10 @@ def render(results, p, command):
             "memory must not grow).",
             "",
         ]
+    serving = results.get("serving")
+    if serving:
+        heading, *rest = serve_bench.render(serving)
+        lines += [heading, "", *measured_by(results, "serving"), *rest[1:]]
     results_dir = pathlib.Path(__file__).resolve().parent / "results"
     for fragment in ("levers.md", "export.md"):  # written by levers.py and export_bench.py
         path = results_dir / fragment
@@ -542,15 +548,12 @@ def main(argv=None):
         elif section == "tta":
             results[key] = bench_time_to_accuracy(p, train_dir, val_dir, work, weights, args.full_tutorial)
         elif section == "inference":
-            tta = results.get("time_to_accuracy") if "tta" in args.only else None
-            if tta is not None:
-                model_path = tta["catdog"]["model"]
-            else:  # the accuracy of the model does not change the speed of inference
-                import catdog as cd
-
-                model_path = str(work / "inference-model.keras")
-                cd.CatDogClassifier(image_size=p["image_size"], weights=weights).save(model_path)
+            model_path = _speed_model(results, args, p, work, weights)
             results[key] = bench_inference(p, model_path, val_dir, work)
+        elif section == "serving":
+            model_path = _speed_model(results, args, p, work, weights)
+            results[key] = serve_bench.bench_serving(model_path, val_dir, quick=args.quick, batch_size=p["batch_size"])
+            results[key]["model"] = _speed_model_note(results, args, p, weights)
         elif section == "memory":
             results[key] = bench_memory(p, work)
         results["sections"][key] = {
@@ -567,6 +570,27 @@ def main(argv=None):
         artifacts.write_json(args.json, results)
     print(text)
     return 0
+
+
+def _speed_model(results, args, p, work, weights):
+    """The model the speed sections time: this run's trained one, or one with an untrained head."""
+    tta = results.get("time_to_accuracy") if "tta" in args.only else None
+    if tta is not None:
+        return tta["catdog"]["model"]
+    # The accuracy of the model does not change the speed of inference.
+    model_path = work / "inference-model.keras"
+    if not model_path.exists():
+        import catdog as cd
+
+        cd.CatDogClassifier(image_size=p["image_size"], weights=weights).save(str(model_path))
+    return str(model_path)
+
+
+def _speed_model_note(results, args, p, weights):
+    if "tta" in args.only and results.get("time_to_accuracy"):
+        return f"this run's trained model, {p['image_size']}x{p['image_size']}"
+    return (f"MobileNetV2 at {p['image_size']}x{p['image_size']} with {weights or 'random'} weights and an untrained head "
+            "(speed does not depend on the head's weights)")
 
 
 def _render_again(args, p):

@@ -130,6 +130,7 @@ def build_parser():
     evaluate.add_argument("--threshold", type=probability, default=0.5, help="P(dog) from which an image is called a dog (default: %(default)s)")
     evaluate.add_argument("--tta", action="store_true", help="test-time augmentation: average P(dog) with the mirror image; reports both")
     add_export_parser(commands)
+    add_serve_parser(commands)
     return parser
 
 
@@ -154,6 +155,24 @@ def add_export_parser(commands):
     export.add_argument("--calibration-data", metavar="DIR", help="photos to calibrate int8 quantization with (folders are walked)")
     export.add_argument("--calibration-images", type=positive_int, default=DEFAULT_CALIBRATION_IMAGES, metavar="N", help="use at most N calibration photos (default: %(default)s)")
     export.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+
+
+def add_serve_parser(commands):
+    serve = commands.add_parser("serve", help="an HTTP API and a web page for a model, batching concurrent requests")
+    serve.add_argument("model", help="a catdog .keras file")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this machine only)")
+    serve.add_argument("--port", type=non_negative_int, default=8000, help="TCP port; 0 picks a free one (default: %(default)s)")
+    serve.add_argument("--max-batch", type=positive_int, default=32, help="most images per model call (default: %(default)s)")
+    serve.add_argument("--max-wait-ms", type=non_negative_float, default=5.0, help="how long a request waits for others to share its model call (default: %(default)s)")
+    serve.add_argument("--max-upload-mb", type=positive_float, default=20.0, help="largest request body, in MB (default: %(default)s)")
+    serve.add_argument("--read-timeout", type=positive_float, default=10.0, metavar="S", help="seconds a client may stay silent while sending a request (default: %(default)s)")
+
+
+def non_negative_float(text):
+    value = _parse(float, text)
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
 
 
 def run_train(args):
@@ -274,7 +293,20 @@ def run_export(args):
     return 0
 
 
-COMMANDS = {"train": run_train, "predict": run_predict, "evaluate": run_evaluate, "export": run_export}
+def run_serve(args):
+    try:
+        from catdog.serving.server import serve
+    except ImportError as error:
+        from catdog.errors import OptionalDependencyError
+
+        raise OptionalDependencyError(f'catdog serve needs {error.name}: pip install "catdog[serve]"') from error
+    return serve(
+        args.model, host=args.host, port=args.port, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+        max_upload_mb=args.max_upload_mb, read_timeout=args.read_timeout,
+    )
+
+
+COMMANDS = {"train": run_train, "predict": run_predict, "evaluate": run_evaluate, "export": run_export, "serve": run_serve}
 
 
 def main(argv=None):

@@ -34,6 +34,8 @@ QUANTIZATIONS = (INT8, FLOAT16)
 
 #: Names of the exported graph's input and output, in every format.
 INPUT_NAME, OUTPUT_NAME = "images", "p_dog"
+#: The SavedModel's second signature, taking encoded image files, and its input.
+BYTES_SIGNATURE, BYTES_INPUT_NAME = "serving_bytes", "image_bytes"
 #: Images used to calibrate int8 quantization, at most.
 DEFAULT_CALIBRATION_IMAGES = 100
 #: The ONNX opset written (supported by onnxruntime 1.17 and later).
@@ -114,7 +116,7 @@ def export_model(
     model = _as_model(model)
 
     if format == SAVEDMODEL:
-        _replace_folder(out, lambda folder: write_saved_model(model, folder))
+        _replace_folder(out, lambda folder: write_saved_model(model, folder, encoded_images=True))
     elif format == TFLITE:
         calibration = None
         if quantize == INT8:
@@ -140,8 +142,15 @@ def serving_signature(model):
     return tf.TensorSpec((None, size, size, 3), tf.uint8, name=INPUT_NAME)
 
 
-def write_saved_model(model, folder):
-    """A SavedModel whose `serving_default` signature maps `images` to `p_dog`."""
+def write_saved_model(model, folder, encoded_images=False):
+    """A SavedModel whose `serving_default` signature maps `images` to `p_dog`.
+
+    With `encoded_images`, a second signature, `serving_bytes`, maps
+    `image_bytes` (a batch of encoded JPEG/PNG/GIF/BMP files, `tf.string`) to
+    `p_dog`: decoded and resized in the graph by `decode_tf_resized`, the
+    function `catdog predict` decodes such files with, so TensorFlow Serving
+    can be sent image files as they are.
+    """
     import keras
 
     def serve(images):
@@ -150,9 +159,38 @@ def write_saved_model(model, folder):
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint("serve", serve, input_signature=[serving_signature(model)])
+    if encoded_images:
+        archive.add_endpoint(
+            BYTES_SIGNATURE, encoded_images_endpoint(model), input_signature=[bytes_signature()]
+        )
     with _quiet():
         archive.write_out(folder, verbose=False)
     return folder
+
+
+def bytes_signature():
+    import tensorflow as tf
+
+    return tf.TensorSpec((None,), tf.string, name=BYTES_INPUT_NAME)
+
+
+def encoded_images_endpoint(model):
+    """Encoded image files (n,) -> {"p_dog": (n, 1)}, decoded in the graph."""
+    import tensorflow as tf
+
+    from catdog.data.decode import decode_tf_resized
+
+    size = model.image_size
+
+    def serve_bytes(image_bytes):
+        images = tf.map_fn(
+            lambda contents: decode_tf_resized(contents, size),
+            image_bytes,
+            fn_output_signature=tf.TensorSpec((size, size, 3), tf.uint8),
+        )
+        return {OUTPUT_NAME: model(images, training=False)}
+
+    return serve_bytes
 
 
 def tflite_from_saved_model(saved_model, quantize=None, calibration=None):

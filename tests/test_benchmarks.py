@@ -23,7 +23,7 @@ def bench(tmp_path, *args):
 def test_quick_benchmark_writes_every_section_and_reruns_one(tmp_path):
     out, raw = bench(tmp_path)
     text = out.read_text()
-    for heading in ("## 1–2. Training pipeline", "## 3. Time to", "## 4. Inference", "## 5. Memory", "## GPU"):
+    for heading in ("## 1–2. Training pipeline", "## 3. Time to", "## 4. Inference", "## 5. Memory", "## 6. Serving", "## GPU"):
         assert heading in text
     assert "synthetic JPEGs" in text
     data = json.loads(raw.read_text())
@@ -36,8 +36,13 @@ def test_quick_benchmark_writes_every_section_and_reruns_one(tmp_path):
     rows = data["memory"]["rows"]
     assert all(row["exit_code"] == 0 and row["peak_rss_mib"] > 0 for row in rows.values())
     assert len(data["time_to_accuracy"]["catdog"]["epochs"]) == 2
+    serving = data["serving"]
+    assert set(serving["levels"]) == {"1", "4", "16"} and serving["errors"] == 0
+    assert all(level["images_per_s"] > 0 and level["p99_ms"] >= level["p50_ms"] > 0 for level in serving["levels"].values())
+    assert serving["raw_batched_per_s"]["median"] > 0 and serving["peak_rss_mib"] > 0
+    assert serving["server_exit_code"] == 0
 
-    for section in ("pipeline", "time_to_accuracy", "inference", "memory"):
+    for section in ("pipeline", "time_to_accuracy", "inference", "memory", "serving"):
         assert data["sections"][section]["command"] == "python benchmarks/bench.py --quick"
 
     # One section again: the others keep their numbers, and each says which run measured it.
@@ -45,8 +50,9 @@ def test_quick_benchmark_writes_every_section_and_reruns_one(tmp_path):
     again = json.loads(raw.read_text())
     assert again["sections"]["inference"]["command"] == "python benchmarks/bench.py --quick --only inference"
     assert again["pipeline"] == data["pipeline"] and again["memory"] == data["memory"]
+    assert again["serving"] == data["serving"]
     text = out.read_text()
-    assert text.count("Measured by `python benchmarks/bench.py --quick` on") == 3
+    assert text.count("Measured by `python benchmarks/bench.py --quick` on") == 4
     assert text.count("Measured by `python benchmarks/bench.py --quick --only inference` on") == 1
 
     # Rendering again from the JSON changes nothing but the closing line.

@@ -270,3 +270,38 @@ def test_unknown_predictor_engine_is_a_config_error(parity):
 
     with pytest.raises(catdog.ConfigError, match="engine"):
         Predictor(parity["model"], engine="onnx")
+
+
+def test_savedmodel_bytes_signature_matches_catdog_predict(saved_model, parity, tmp_path, capsys):
+    """`serving_bytes` takes encoded files and decodes them in the graph with predict's TensorFlow
+    route: the same P(dog) as `catdog predict` for every file predict decodes with TensorFlow (the
+    parity photos, and PNG, 16-bit PNG, GIF, BMP and greyscale JPEG written here), within 1e-5."""
+    import json
+
+    import tensorflow as tf
+    from PIL import Image
+
+    from catdog.data.inspect import choose_decoder
+    from conftest import run_cli
+    from messy import png16
+
+    rng = np.random.default_rng(3)
+
+    def noisy(height, width):
+        return np.clip(rng.normal(128, 60, (height, width, 3)), 0, 255).astype(np.uint8)
+
+    Image.fromarray(noisy(70, 50)).save(tmp_path / "photo.png")
+    Image.fromarray(noisy(40, 90)).convert("P").save(tmp_path / "photo.gif")
+    Image.fromarray(noisy(33, 47)).save(tmp_path / "photo.bmp")
+    Image.fromarray(noisy(80, 60).mean(-1).astype(np.uint8)).save(tmp_path / "grey.jpg", quality=90)
+    png16(tmp_path / "rgb16.png", rng.integers(0, 65536, (50, 40, 3)).astype(np.uint16))
+    files = sorted(str(p) for p in parity["folder"].rglob("*.jpg")) + sorted(str(p) for p in tmp_path.iterdir())
+    assert {choose_decoder(f)[0] for f in files} == {"tf"}  # the files predict decodes with TensorFlow
+    code, out, err = run_cli(capsys, "predict", parity["path"], *files, "--json")
+    assert code == 0, err
+    expected = {row["path"]: row["p_dog"] for row in map(json.loads, out.splitlines())}
+    signature = tf.saved_model.load(saved_model.path).signatures[export.BYTES_SIGNATURE]
+    contents = tf.constant([open(f, "rb").read() for f in files])
+    p_dog = signature(**{export.BYTES_INPUT_NAME: contents})[export.OUTPUT_NAME].numpy().reshape(-1)
+    assert p_dog.std() > 0.05  # spread: agreement means something
+    np.testing.assert_allclose(p_dog, [expected[f] for f in files], atol=1e-5)

@@ -5,6 +5,8 @@ and Pillow's (for what TensorFlow cannot do right: WebP, TIFF, CMYK JPEGs,
 EXIF-rotated photos). `catdog.data.inspect` decides which file takes which.
 """
 
+import io
+
 import numpy as np
 import tensorflow as tf
 from PIL import Image, ImageOps
@@ -52,10 +54,20 @@ def decode_tf(contents, image_size=None):
     return image
 
 
+def decode_tf_resized(contents, image_size):
+    """Graph op: encoded bytes -> `image_size` RGB uint8 by TensorFlow.
+
+    The TensorFlow route of `catdog predict`, of `decode_bytes` (catdog serve)
+    and of the SavedModel signature that takes encoded images: one function,
+    so the three give the same pixels.
+    """
+    return resize_uint8(decode_tf(contents, image_size), image_size)
+
+
 def decode_pil(path, image_size=None):
     """Pillow decode to RGB uint8, honouring EXIF orientation; alpha on white.
 
-    With `image_size`, JPEGs decode at a reduced DCT scale no smaller than it.
+    `path` may also be a binary file object (`io.BytesIO`). With `image_size`, JPEGs decode at a reduced DCT scale no smaller than it.
     """
     with Image.open(path) as image:
         if image_size is not None and image.format == "JPEG":
@@ -93,3 +105,46 @@ def load_image(path, image_size, use_pil):
         return decode_tf(tf.io.read_file(path), image_size)
 
     return resize_uint8(tf.cond(use_pil, with_pil, with_tf), image_size)
+
+
+class UndecodableImage(ValueError):
+    """Encoded bytes that are no usable image; the message says why."""
+
+
+def decode_bytes(contents, image_size):
+    """Encoded image bytes -> the model's input, `image_size` RGB uint8 (numpy).
+
+    The route `catdog predict` takes for a file with these bytes (see
+    `catdog.data.inspect.choose_decoder`): TensorFlow for the plain files,
+    Pillow for the rest and for what TensorFlow fails on, then `resize_uint8`.
+    Raises `UndecodableImage` with the reason a file would be skipped for.
+    """
+    from catdog.data.inspect import choose_decoder_bytes, decode_pil_or_reason
+
+    contents = bytes(contents)
+    route, reason = choose_decoder_bytes(contents)
+    if route is None:
+        raise UndecodableImage(reason)
+    if route == "tf":
+        try:
+            return _tf_decoder(image_size)(tf.constant(contents)).numpy()
+        except tf.errors.OpError:
+            pass  # predict drops it from TensorFlow's pipeline and asks Pillow
+    array, reason = decode_pil_or_reason(io.BytesIO(contents), image_size)
+    if array is None:
+        raise UndecodableImage(reason)
+    return resize_uint8(array, image_size).numpy()
+
+
+_TF_DECODERS = {}
+
+
+def _tf_decoder(image_size):
+    """`decode_tf_resized` traced once per size: eager tf.cond costs more than decoding."""
+    key = tuple(as_size_pair(image_size))
+    if key not in _TF_DECODERS:
+        _TF_DECODERS[key] = tf.function(
+            lambda contents: decode_tf_resized(contents, image_size),
+            input_signature=[tf.TensorSpec([], tf.string)],
+        )
+    return _TF_DECODERS[key]

@@ -5,6 +5,7 @@ TensorFlow where it will be the decoder) means a corrupt file is a line in a
 report instead of a crash in epoch 3, and the dataset's size is known.
 """
 
+import io
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -63,7 +64,22 @@ def choose_decoder(path):
             return None, "not a regular file" if os.path.exists(path) else "no such file"
         if os.path.getsize(path) == 0:
             return None, "empty file"
-        with Image.open(path) as image:
+    except OSError as error:
+        return None, f"unreadable: {os_reason(error)}"
+    return _choose_route(path, lambda: _has_jpeg_end(path))
+
+
+def choose_decoder_bytes(contents):
+    """`choose_decoder` for an encoded image in memory (catdog serve): same rules."""
+    if not contents:
+        return None, "empty file"
+    return _choose_route(io.BytesIO(contents), lambda: b"\xff\xd9" in contents[-4096:])
+
+
+def _choose_route(source, jpeg_complete):
+    """The decoder for a file or file object, from its header (see `choose_decoder`)."""
+    try:
+        with Image.open(source) as image:
             image_format, mode = image.format, image.mode
             if image.width < 1 or image.height < 1:
                 return None, "image has no pixels"
@@ -78,7 +94,7 @@ def choose_decoder(path):
         return None, f"unreadable: {os_reason(error)}"
     except Exception as error:  # a malformed header can raise almost anything
         return None, f"unreadable: {_short(error)}"
-    if image_format == "JPEG" and not _has_jpeg_end(path):
+    if image_format == "JPEG" and not jpeg_complete():
         return "pil", None  # truncated: let Pillow say so, without TF's log noise
     if (
         image_format in TF_FORMATS

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import tensorflow as tf
 
-from catdog.data.decode import decode_tf, resize_uint8
+from catdog.data.decode import decode_tf_resized, resize_uint8
 from catdog.data.inspect import SkippedFile, choose_decoder, decode_pil_or_reason
 
 
@@ -27,7 +27,7 @@ def decode_once(paths, image_size, batch_size, skipped, workers=8):
 
         def load(position):
             contents = tf.io.read_file(tf.gather(path_tensor, position))
-            return position, resize_uint8(decode_tf(contents, image_size), image_size)
+            return position, decode_tf_resized(contents, image_size)
 
         dataset = (
             tf.data.Dataset.range(len(by_tf))
