@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image, UnidentifiedImageError
 
-from catdog.data.decode import decode_pil, decode_tf
+from catdog.data.decode import DECODE_WORKERS, decode_pil, decode_tf, path_tensor, too_many_pixels
 from catdog.data.folders import SkippedFile, os_reason
 
 #: Formats TensorFlow's own decoders read correctly in the common modes.
@@ -48,8 +48,12 @@ class ImageManifest:
         )
 
 
-def choose_decoder(path):
+def choose_decoder(path, image_size=None):
     """("tf" | "pil", None) for a probably-usable file, else (None, reason).
+
+    An image over the pixel budget (see `catdog.data.decode.MAX_PIXELS`;
+    JPEGs count at the DCT scale they are decoded at for `image_size`) is
+    skipped from its header, without decoding it.
 
     TensorFlow decodes the plain cases in the graph; Pillow takes what
     TensorFlow gets wrong or cannot do: transparency (TF drops alpha, so
@@ -67,6 +71,9 @@ def choose_decoder(path):
             image_format, mode = image.format, image.mode
             if image.width < 1 or image.height < 1:
                 return None, "image has no pixels"
+            too_many = too_many_pixels(image.width, image.height, image.format, image_size)
+            if too_many:
+                return None, too_many
             orientation = _orientation(image)
             transparent = "A" in mode or "transparency" in image.info
             animated = image_format == "GIF" and getattr(image, "is_animated", False)
@@ -128,10 +135,10 @@ def tf_decodable(paths, image_size):
     """Indices of `paths` that TensorFlow decodes in full, checked in parallel."""
     if not paths:
         return set()
-    path_tensor = tf.constant(paths)
+    paths_in_graph = path_tensor(paths)
 
     def check(index):
-        image = decode_tf(tf.io.read_file(tf.gather(path_tensor, index)), image_size)
+        image = decode_tf(tf.io.read_file(tf.gather(paths_in_graph, index)), image_size)
         return index, tf.shape(image)
 
     dataset = (
@@ -142,10 +149,10 @@ def tf_decodable(paths, image_size):
     return {int(index) for index, _ in dataset.as_numpy_iterator()}
 
 
-def inspect_files(paths, labels, image_size=None, workers=8):
+def inspect_files(paths, labels, image_size=None, workers=DECODE_WORKERS):
     """Sort files into decodable-by-TF, decodable-by-Pillow, and skipped."""
     with ThreadPoolExecutor(workers) as pool:
-        choices = list(pool.map(choose_decoder, paths))
+        choices = list(pool.map(lambda path: choose_decoder(path, image_size), paths))
     tf_indices = [i for i, (route, _) in enumerate(choices) if route == "tf"]
     tf_ok = {tf_indices[j] for j in tf_decodable([paths[i] for i in tf_indices], image_size)}
 
@@ -178,7 +185,8 @@ def _short(error):
 
 def as_arrays(manifest):
     return (
-        np.asarray(manifest.paths, dtype=object).astype(str),
+        # bytes, as the file system gave them: see `catdog.data.decode.path_tensor`
+        np.asarray([os.fsencode(p) for p in manifest.paths], dtype=bytes),
         np.asarray(manifest.labels, dtype=np.float32),
         np.asarray(manifest.use_pil, dtype=bool),
     )
