@@ -4,8 +4,6 @@ import json
 import os
 import tempfile
 
-from catdog.errors import OutputError
-
 
 def _temporary_beside(path, suffix=""):
     directory = os.path.dirname(os.path.abspath(path)) or "."
@@ -46,7 +44,9 @@ def replace_atomically(path, write):
     except BaseException as error:
         if os.path.exists(temporary):
             os.remove(temporary)
-        if isinstance(error, OSError) and not isinstance(error, OutputError):
+        from catdog.errors import CatdogError
+
+        if isinstance(error, OSError) and not isinstance(error, CatdogError):
             # read-only, disk full, quota: one line for the user, not a traceback
             raise _output_error(path, error) from error
         raise
@@ -54,6 +54,7 @@ def replace_atomically(path, write):
 
 def _output_error(path, error):
     from catdog.data.folders import os_reason
+    from catdog.errors import OutputError
     from catdog.names import escape
 
     return OutputError(f"cannot write {escape(path)}: {os_reason(error)}")
