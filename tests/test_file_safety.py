@@ -260,6 +260,7 @@ def test_5_cache_names_follow_the_files(tmp_path):
 def test_6_a_non_utf8_name_is_trained_on_and_predicted(odd_run, trained_model_file, capsys):
     data = json.loads((odd_run["out"] / "data.json").read_text())
     assert data["counts"]["train"] + data["counts"]["validation"] == 9  # the non-UTF-8 photo is used
+    assert (odd_run["out"] / "report.html").stat().st_size > 1000 and (odd_run["out"] / "model.keras").is_file()
     code, out, err = run_cli(capsys, "predict", trained_model_file, odd_run["data"] / "cats")
     assert code == 0, err
     lines = out.splitlines()
