@@ -12,6 +12,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from catdog.backbone import DEFAULT_FINE_TUNE_AT, build_mobilenet_v2
 from catdog.callbacks import FineTuneSwitch, replace_optimizer
 from catdog.config import TrainConfig
+from catdog.data.photos import load_image
 from catdog.evaluation import EvaluationResult, evaluate
 from catdog.gradcam import explain
 from catdog.errors import (
@@ -53,6 +54,7 @@ __all__ = [
     "explain",
     "export_model",
     "load_exported",
+    "load_image",
     "load_model",
     "replace_optimizer",
     "train",

@@ -29,7 +29,10 @@ def replace_atomically(path, write):
     leave an empty file behind the new name.
     """
     suffix = os.path.splitext(path)[1]
-    temporary = _temporary_beside(path, suffix)
+    try:
+        temporary = _temporary_beside(path, suffix)
+    except OSError as error:
+        raise _output_error(path, error) from error
     try:
         write(temporary)
         # mkstemp makes the file private (0600); the artifact gets the
@@ -38,15 +41,29 @@ def replace_atomically(path, write):
         with open(temporary, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         if os.path.exists(temporary):
             os.remove(temporary)
+        from catdog.errors import CatdogError
+
+        if isinstance(error, OSError) and not isinstance(error, CatdogError):
+            # read-only, disk full, quota: one line for the user, not a traceback
+            raise _output_error(path, error) from error
         raise
+
+
+def _output_error(path, error):
+    from catdog.data.folders import os_reason
+    from catdog.errors import OutputError
+    from catdog.names import escape
+
+    return OutputError(f"cannot write {escape(path)}: {os_reason(error)}")
 
 
 def write_text(path, text):
     def write(temporary):
-        with open(temporary, "w", encoding="utf-8") as handle:
+        # a file name that is not UTF-8 must not stop a report: it shows as \udcXX
+        with open(temporary, "w", encoding="utf-8", errors="backslashreplace") as handle:
             handle.write(text)
 
     replace_atomically(path, write)

@@ -16,7 +16,6 @@ the epoch it records, and the history holds at least that many epochs. Only
 then is the previous checkpoint deleted.
 """
 
-import glob
 import json
 import math
 import os
@@ -26,7 +25,7 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 
-from catdog import artifacts
+from catdog import artifacts, ownership
 from catdog.errors import ConfigError
 
 HISTORY_FILE = "history.json"
@@ -36,7 +35,6 @@ CONFIG_FILE = "config.json"
 DATA_FILE = "data.json"
 SKIPPED_FILE = "skipped.txt"
 CURVES_FILE = "curves.png"
-CHECKPOINT_PATTERN = "checkpoint-epoch*.keras"
 #: Files of a run that `--overwrite` removes (besides checkpoints).
 RUN_FILES = (
     MODEL_FILE, STATE_FILE, HISTORY_FILE, CURVES_FILE, CONFIG_FILE, DATA_FILE, SKIPPED_FILE,
@@ -171,16 +169,16 @@ def prepare_run_dir(config):
     settings, and refused otherwise.
 
     Raises:
-        ConfigError: the folder cannot be used as it is, with what to do.
+        ConfigError: the folder cannot be used as it is, with what to do
+            (among others: it is not a catdog folder, see `catdog.ownership`).
     """
     run_dir = config.out
-    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
-        raise ConfigError(f"--out {run_dir} exists and is not a folder")
+    # a folder holding what catdog did not write is refused, --overwrite or not
+    ownership.claim_folder(run_dir, ownership.RUN)
     status = run_status(run_dir)
     if status != "empty" and config.overwrite:
         clear_run(run_dir)
         status = "empty"
-    os.makedirs(run_dir, exist_ok=True)
     remove_temporaries(run_dir)
     if status == "empty":
         return None
@@ -231,26 +229,48 @@ def config_differences(saved, current):
 
 
 def clear_run(run_dir):
-    """Remove what a catdog run wrote into `run_dir` (for `--overwrite`)."""
+    """Remove what a catdog run wrote into `run_dir` (for `--overwrite`).
+
+    Only catdog's exact file names (`catdog.ownership.owned_name`); the
+    marker and the lock stay, and so does anything else.
+    """
+    if not ownership.is_catdog_folder(run_dir):
+        return
     for name in RUN_FILES:
         path = os.path.join(run_dir, name)
-        if os.path.isfile(path):
+        if os.path.isfile(path) and not os.path.islink(path):
             os.remove(path)
     remove_checkpoints(run_dir)
     remove_temporaries(run_dir)
 
 
 def remove_checkpoints(run_dir, keep=None):
-    for path in glob.glob(os.path.join(glob.escape(run_dir), CHECKPOINT_PATTERN)):
-        if os.path.basename(path) != keep:
-            os.remove(path)
+    for name in _names(run_dir):
+        if ownership.is_checkpoint(name) and name != keep:
+            _remove_file(os.path.join(run_dir, name))
 
 
 def remove_temporaries(run_dir):
-    """Delete half-written files a killed run left behind (never the real ones)."""
-    for path in glob.glob(os.path.join(glob.escape(run_dir), ".*.tmp*")):
-        if os.path.isfile(path):
-            os.remove(path)
+    """Delete half-written files a killed run left behind (never the real ones).
+
+    Only temporaries of catdog's own file names (".history.json.x1y2z3a4.tmp.json"):
+    a user's ".draft.tmp" is not catdog's.
+    """
+    for name in _names(run_dir):
+        if ownership.is_temporary(name):
+            _remove_file(os.path.join(run_dir, name))
+
+
+def _names(folder):
+    try:
+        return os.listdir(folder)
+    except OSError:
+        return []
+
+
+def _remove_file(path):
+    if os.path.isfile(path) and not os.path.islink(path):
+        os.remove(path)
 
 
 def random_state_variables(model):

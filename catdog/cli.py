@@ -229,6 +229,7 @@ def run_train(args):
 def run_predict(args):
     from catdog.inference import predict_files
     from catdog.loading import load_model
+    from catdog.names import escape
 
     model = load_model(args.model)
     predictions, skipped = predict_files(model, args.paths, args.batch_size, args.threshold)
@@ -246,10 +247,11 @@ def run_predict(args):
                 row["explanation"] = explanation
             print(json.dumps(row))
         else:
-            extra = f"\t{explanation or '-'}" if args.explain else ""
-            print(f"{prediction.path}\t{prediction.label}\t{prediction.p_dog:.4f}{extra}")
+            # names escaped (catdog.names.escape): a tab or newline in one cannot forge a row
+            extra = f"\t{escape(explanation) if explanation else '-'}" if args.explain else ""
+            print(f"{escape(prediction.path)}\t{prediction.label}\t{prediction.p_dog:.4f}{extra}")
     for item in skipped:
-        print(f"catdog: skipped {item.path}: {item.reason}", file=sys.stderr)
+        print(f"catdog: skipped {escape(item.path)}: {escape(item.reason)}", file=sys.stderr)
     if not predictions:
         print("catdog: error: no image could be read", file=sys.stderr)
         return EXIT_USAGE
@@ -261,6 +263,10 @@ def run_evaluate(args):
     from catdog.loading import load_model
     from catdog.report import REPORT_FILE, write_report
 
+    if args.out:  # refused before any work when it is not catdog's (catdog.ownership)
+        from catdog.ownership import EVALUATION, claim_folder
+
+        claim_folder(args.out, EVALUATION)
     model = load_model(args.model)
     result = evaluate(model, args.data, threshold=args.threshold, batch_size=args.batch_size, tta=args.tta)
     if args.out:
@@ -272,8 +278,10 @@ def run_evaluate(args):
         print("\n".join(summary_lines(result)))
         if args.out:
             print(f"wrote metrics.json, figures and {REPORT_FILE} to {args.out}")
+    from catdog.names import escape
+
     for item in result.skipped:
-        print(f"catdog: skipped {item.path}: {item.reason}", file=sys.stderr)
+        print(f"catdog: skipped {escape(item.path)}: {escape(item.reason)}", file=sys.stderr)
     return 0
 
 

@@ -23,3 +23,10 @@ class ConfigError(CatdogError, ValueError):
 
 class OptionalDependencyError(CatdogError):
     """A feature needs an optional package (an extra) that is not installed."""
+
+
+class OutputError(CatdogError, OSError):
+    """An output path cannot be written (read-only, full disk, not a folder).
+
+    Also an `OSError`, so code that catches those keeps working.
+    """

@@ -5,11 +5,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from catdog import artifacts
+from catdog import artifacts, ownership
 from catdog.data.folders import CLASS_NAMES
 from catdog.data.labelled import labelled_data
 from catdog.errors import DataError
 from catdog.metrics import classification_metrics, predicted_labels
+from catdog.names import escape
 
 METRICS_FILE = "metrics.json"
 #: How many confidently wrong images an evaluation keeps for its figure.
@@ -157,7 +158,8 @@ def write_evaluation(result, out_dir, title="catdog evaluation"):
     """`metrics.json` and the evaluation figures in `out_dir`; returns the figure paths."""
     from catdog.figures import write_evaluation_figures
 
-    os.makedirs(out_dir, exist_ok=True)
+    # a new, empty or catdog-made folder only: a user's metrics.json is not replaced
+    ownership.claim_folder(out_dir, ownership.EVALUATION)
     artifacts.write_json(os.path.join(out_dir, METRICS_FILE), result.to_dict())
     return write_evaluation_figures(result, out_dir, title)
 
@@ -202,7 +204,7 @@ def summary_lines(result):
     """The evaluation as a few lines of text for the terminal."""
     metrics = result.metrics
     lines = [
-        f"{result.n_images} images from {result.source} ({result.n_skipped} skipped), "
+        f"{result.n_images} images from {escape(result.source)} ({result.n_skipped} skipped), "
         f"dog when P(dog) >= {result.threshold:g}",
         f"accuracy {_text(metrics['accuracy'])}  ROC AUC {_text(metrics['auc'])}  "
         f"log loss {_text(metrics['log_loss'])}",

@@ -24,8 +24,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from catdog import artifacts
-from catdog.errors import CatdogError, ConfigError, OptionalDependencyError
+from catdog import artifacts, ownership
+from catdog.data.folders import os_reason
+from catdog.errors import CatdogError, ConfigError, OptionalDependencyError, OutputError
 
 SAVEDMODEL, TFLITE, ONNX = "savedmodel", "tflite", "onnx"
 FORMATS = (SAVEDMODEL, TFLITE, ONNX)
@@ -109,8 +110,9 @@ def export_model(
                 "(a folder of a few dozen photos like those the model will see)"
             )
     _require_tensorflow_backend()
-    out = os.fspath(out)
-    _check_out(out, format, overwrite)
+    out = os.path.abspath(os.fspath(out))  # "." and "dir/" name a folder with a parent
+    source = os.fspath(model) if isinstance(model, (str, os.PathLike)) else None
+    _check_out(out, format, overwrite, source)
     if format == ONNX:
         _require_onnx_exporter()
     model = _as_model(model)
@@ -480,33 +482,143 @@ def _require_onnx_exporter():
         )
 
 
-def _check_out(out, format, overwrite):
+def _check_out(out, format, overwrite, source=None):
+    """Refuse an `out` that is not catdog's to replace (see `catdog.ownership`).
+
+    Never the source model or a folder holding it, never the current folder
+    or one above it; an existing SavedModel folder only when catdog exported
+    it (marker), an existing file only when it is a catdog export of that
+    format; and either only with `overwrite`.
+    """
+    real = os.path.realpath(out)
+    if source is not None and _inside(os.path.realpath(source), real):
+        raise ConfigError(f"--out {out} is the model being exported or a folder holding it; choose another path")
     if format == SAVEDMODEL:
-        if os.path.isfile(out):
+        if _inside(os.path.realpath(os.getcwd()), real):
+            raise ConfigError(
+                f"--out {out} is the current folder or one above it; name a new folder for the "
+                "SavedModel, e.g. --out model_savedmodel"
+            )
+        if os.path.lexists(out) and not os.path.isdir(out):
             raise ConfigError(f"--out {out} is a file; a SavedModel is a folder")
-        exists = os.path.isdir(out) and bool(os.listdir(out))
+        entries = _listing(out) if os.path.isdir(out) else []
+        if entries and not _is_catdog_saved_model(out, entries):
+            raise ConfigError(
+                f"--out {out} is a folder catdog did not export (no {ownership.MARKER} marker): "
+                "catdog never replaces it, --overwrite or not; choose another --out"
+            )
+        exists = bool(entries)
     else:
         if os.path.isdir(out):
             raise ConfigError(f"--out {out} is a folder; {format} export writes one file")
-        exists = os.path.exists(out)
+        exists = os.path.lexists(out)
+        if exists and overwrite and not _is_catdog_model_file(out, format):
+            raise ConfigError(
+                f"--out {out} is not a {format} model exported by catdog: catdog never "
+                "replaces it, --overwrite or not; choose another --out"
+            )
     if exists and not overwrite:
         raise ConfigError(f"{out} already exists; pass --overwrite to replace it")
-    parent = os.path.dirname(os.path.abspath(out))
-    os.makedirs(parent, exist_ok=True)
+    parent = os.path.dirname(out)
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"cannot create {parent}: {os_reason(error)}") from None
+
+
+def _inside(path, folder):
+    """Whether `path` is `folder` or lies under it (both real paths)."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _listing(folder):
+    try:
+        return os.listdir(folder)
+    except OSError as error:
+        raise OutputError(f"cannot read --out {folder}: {os_reason(error)}") from None
+
+
+#: What a SavedModel folder holds; with `p_dog` inside, one catdog exported before markers.
+_SAVED_MODEL_NAMES = {"saved_model.pb", "fingerprint.pb", "variables", "assets", ownership.MARKER}
+
+
+def _is_catdog_saved_model(folder, entries):
+    if ownership.marker_kind(folder) == ownership.EXPORT:
+        return True
+    return set(entries) <= _SAVED_MODEL_NAMES and _mentions_output(os.path.join(folder, "saved_model.pb"))
+
+
+def _is_catdog_model_file(path, format):
+    """A TFLite flatbuffer ("TFL3") or an ONNX protobuf whose output is `p_dog`."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+    except OSError:
+        return False
+    kind = head[4:8] == b"TFL3" if format == TFLITE else head[:1] == b"\x08"
+    return kind and _mentions_output(path)
+
+
+def _mentions_output(path):
+    try:
+        with open(path, "rb") as handle:
+            return OUTPUT_NAME.encode() in handle.read()
+    except OSError:
+        return False
 
 
 def _replace_folder(out, write):
-    """Write a folder beside `out`, then swap it in: no half-written export."""
-    parent = os.path.dirname(os.path.abspath(out))
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.", dir=parent)
+    """Write a folder beside `out`, then swap it in: no half-written export.
+
+    The new folder is complete (and marked as catdog's) before it takes
+    `out`'s name. On Linux the old and the new folder trade names in one
+    atomic `renameat2(RENAME_EXCHANGE)`, so `out` is always the old export or
+    the new one, whole; elsewhere two renames, and an interruption between
+    them leaves the old export whole in the hidden staging folder beside it.
+    """
+    parent = os.path.dirname(out)
+    try:
+        staging = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.", suffix=".catdog-export", dir=parent)
+    except OSError as error:
+        raise OutputError(f"cannot write beside {out}: {os_reason(error)}") from None
     try:
         target = os.path.join(staging, "export")
         write(target)
-        if os.path.isdir(out):
-            shutil.rmtree(out)
-        os.replace(target, out)
+        artifacts.write_json(os.path.join(target, ownership.MARKER), {"kind": ownership.EXPORT, "made_by": "catdog"})
+        if not os.path.isdir(out):
+            os.replace(target, out)
+        elif not _exchange(target, out):
+            old = os.path.join(staging, "old")
+            os.rename(out, old)
+            try:
+                os.rename(target, out)
+            except BaseException:
+                os.rename(old, out)
+                raise
+    except OSError as error:
+        if isinstance(error, CatdogError):
+            raise
+        raise OutputError(f"cannot write {out}: {os_reason(error)}") from error
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _exchange(first, second):
+    """Swap two paths atomically (Linux `renameat2`); False where unsupported."""
+    import ctypes
+    import errno
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), second)
 
 
 def _write_bytes(path, content):

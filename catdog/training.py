@@ -1,5 +1,6 @@
 """The recipe: one `fit()` through both stages, one folder of artifacts."""
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -7,7 +8,7 @@ from dataclasses import dataclass
 
 import keras
 
-from catdog import artifacts, distribute
+from catdog import artifacts, distribute, ownership
 from catdog.callbacks import FineTuneSwitch
 from catdog.checkpoint import (
     STATE_FILE,
@@ -23,6 +24,7 @@ from catdog.data.sources import load_splits
 from catdog.feature_cache import StageOneFeatureCache
 from catdog.errors import CatdogError
 from catdog.model import CatDogClassifier
+from catdog.names import escape
 from catdog.plots import plot_training_curves
 from catdog.report import write_run_report
 
@@ -74,11 +76,27 @@ def train(config=None, callbacks=(), **overrides):
     config = config or TrainConfig()
     if overrides:
         config = TrainConfig.from_dict({**config.to_dict(), **overrides})
-    run_dir = config.out
     started = time.perf_counter()
     # Under --distribute multihost only process 0 (the chief) owns the run
     # folder; the others learn from it whether and where the run resumes.
     distributor = distribute.setup(config)
+    with _run_folder_lock(config.out, distributor.is_chief):
+        return _train(config, callbacks, distributor, started)
+
+
+@contextlib.contextmanager
+def _run_folder_lock(run_dir, chief):
+    """The run folder, claimed and locked for the whole run (`--overwrite` included)."""
+    if not chief:
+        yield
+        return
+    ownership.claim_folder(run_dir, ownership.RUN)
+    with ownership.FolderLock(run_dir):
+        yield
+
+
+def _train(config, callbacks, distributor, started):
+    run_dir = config.out
     chief = distributor.is_chief
     verbose = config.verbose if chief else 0
     point = distributor.run_on_chief(lambda: _as_dict(prepare_run_dir(config)))
@@ -101,7 +119,8 @@ def train(config=None, callbacks=(), **overrides):
     if splits.skipped and chief:
         artifacts.write_text(
             os.path.join(run_dir, "skipped.txt"),
-            "".join(f"{s.path}\t{s.reason}\n" for s in splits.skipped),
+            # one line per file: names escaped (catdog.names), so none can forge a line
+            "".join(f"{escape(s.path)}\t{escape(s.reason)}\n" for s in splits.skipped),
         )
         if verbose:
             print(f"catdog: skipped {len(splits.skipped)} unusable files (see {run_dir}/skipped.txt)")

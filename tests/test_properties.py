@@ -105,3 +105,81 @@ def test_predicting_never_crashes_and_gives_a_probability_or_a_skip(model, conte
     assert sorted([p.path for p in predictions] + [s.path for s in skipped]) == paths
     for prediction in predictions:
         assert 0.0 <= prediction.p_dog <= 1.0 and prediction.label in ("cat", "dog")
+
+
+# --- file names and folder layouts ----------------------------------------------------------
+
+#: Any bytes a Linux file name may hold (no "/", no NUL), "." and ".." excepted.
+name_bytes = st.binary(min_size=1, max_size=24).filter(
+    lambda b: b"/" not in b and b"\x00" not in b and b not in (b".", b"..")
+)
+layout_entries = st.lists(
+    st.tuples(
+        st.sampled_from(["cats", "dogs", "cats/sub", "dogs/a/b", "Cat", "horses"]),
+        name_bytes,
+        st.sampled_from(["png", "jpeg", "junk", "empty"]),
+    ),
+    min_size=1,
+    max_size=6,
+    unique_by=lambda entry: (entry[0].lower(), entry[1]),
+)
+
+
+def write_layout(root, entries):
+    """The files of a layout under `root`; returns their paths (as Python names them)."""
+    written = []
+    for folder in ("cats", "dogs"):  # the class folders exist, maybe empty
+        os.makedirs(os.path.join(root, folder))
+    for folder, name, kind in entries:
+        directory = os.path.join(root, folder)
+        os.makedirs(directory, exist_ok=True)
+        path = os.path.join(directory, os.fsdecode(name))
+        if os.path.exists(path):  # "Cat" and "cats" differ; a name may repeat a folder's
+            continue
+        buffer = io.BytesIO()
+        if kind in ("png", "jpeg"):
+            Image.new("RGB", (9, 7), (200, 30, 30)).save(buffer, kind.upper())
+        elif kind == "junk":
+            buffer.write(b"not an image " + name)
+        with open(path, "wb") as handle:
+            handle.write(buffer.getvalue())
+        written.append(path)
+    return written
+
+
+@settings(SETTINGS, max_examples=12)
+@given(entries=layout_entries)
+def test_any_file_name_is_used_or_skipped_with_a_reason_never_a_crash(model, entries):
+    """Training's and evaluation's loading, and predict, on names of arbitrary bytes."""
+    from catdog.data.folders import list_labelled_files
+    from catdog.data.labelled import labelled_data
+    from catdog.errors import DataError
+    from catdog.names import escape
+
+    with tempfile.TemporaryDirectory() as root:
+        written = write_layout(root, entries)
+        under_classes = [p for p in written if os.path.relpath(p, root).split(os.sep)[0].lower() in ("cat", "cats", "dog", "dogs")]
+        files = list_labelled_files(root)
+        manifest = inspect_files(files.paths, files.labels, 32)
+        assert all(s.reason for s in manifest.skipped + files.skipped)
+        assert_accounted(under_classes, manifest.paths + [s.path for s in manifest.skipped + files.skipped])
+        images = [x.numpy() for x, _ in manifest_dataset(manifest, 32, batch_size=4)]
+        assert sum(len(x) for x in images) == len(manifest)
+        try:
+            evaluation = labelled_data(root, 32, batch_size=4)
+        except DataError as error:  # no usable image: a one-line error, not a crash
+            assert not len(manifest) and "no usable images" in str(error)
+        else:
+            assert evaluation.paths == manifest.paths
+        predictions, skipped = predict_files(model, [root], batch_size=3)
+        seen = [p.path for p in predictions] + [s.path for s in skipped]
+        assert_accounted(written, seen)
+        for line in map(escape, seen):  # one line of valid text per name
+            assert not set(line) & set("\t\n\r") and line.encode("utf-8")
+
+
+def assert_accounted(files, entries):
+    """Each file is one entry, or lies in a folder that is one (skipped whole)."""
+    assert len(entries) == len(set(entries)), entries
+    for path in files:
+        assert path in entries or any(path.startswith(entry + os.sep) for entry in entries), path

@@ -98,6 +98,7 @@ artifacts.replace_atomically(sys.argv[2], slow)
 def test_a_kill_while_saving_leaves_the_previous_file_and_the_next_run_cleans_up(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
+    (run_dir / ".catdog").write_text('{"kind": "run"}')
     target = run_dir / "history.json"
     target.write_text('{"epochs": []}\n')
     process = subprocess.Popen(
@@ -235,6 +236,7 @@ def test_a_corrupt_model_file_is_a_one_line_error(trained_model_file, tmp_path, 
 def fake_unfinished_run(run_dir, completed=1, checkpoint=True, **config):
     """What a run killed after `completed` epochs leaves (without training one)."""
     run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / ".catdog").write_text('{"kind": "run"}')  # the folder is catdog's
     settings = catdog.TrainConfig(out=str(run_dir), **config).to_dict()
     (run_dir / "config.json").write_text(json.dumps(settings))
     name = f"checkpoint-epoch{completed}.keras"
@@ -271,6 +273,7 @@ def test_run_folders_are_refused_with_what_to_do(tmp_path, capsys, setup, args, 
     run_dir = tmp_path / "run"
     if setup == "finished":
         run_dir.mkdir()
+        (run_dir / ".catdog").write_text('{"kind": "run"}')
         (run_dir / "run_state.json").write_text('{"finished": true}')
         (run_dir / "model.keras").write_bytes(b"PK")
     elif setup in ("unfinished", "broken"):
@@ -285,12 +288,16 @@ def test_overwrite_removes_the_old_run_and_nothing_else(tmp_path):
     run_dir = tmp_path / "run"
     fake_unfinished_run(run_dir, completed=2)
     for name in (
-        "checkpoint-epoch1.keras", "history.json", "skipped.txt", ".model.keras.x1.tmp.keras", "notes.txt",
+        "checkpoint-epoch1.keras", "history.json", "skipped.txt", ".model.keras.x1y2z3a4.tmp.keras", "notes.txt",
         "metrics.json", "report.html", "roc_curve.png",
+        # the user's, though they look like catdog's
+        ".draft.tmp", ".notes.txt.x1y2z3a4.tmp.txt", "checkpoint-epoch-best.keras",
     ):
         (run_dir / name).write_text("x")
     assert prepare_run_dir(catdog.TrainConfig(out=str(run_dir), overwrite=True)) is None
-    assert sorted(os.listdir(run_dir)) == ["notes.txt"]
+    assert sorted(os.listdir(run_dir)) == [
+        ".catdog", ".draft.tmp", ".notes.txt.x1y2z3a4.tmp.txt", "checkpoint-epoch-best.keras", "notes.txt",
+    ]
     clear_run(str(run_dir))  # idempotent
     assert run_status(str(run_dir)) == "empty"
 

@@ -112,6 +112,7 @@ def walk_files(folder):
 
     Follows symbolic links to files and folders, but visits each real folder
     once, so a link back up the tree is a skipped entry, not an endless walk.
+    catdog's own outputs (a run folder saved inside `cats/`) are skipped.
     Only regular files are candidates: a named pipe would block the decoder
     forever, a device or socket is not a photo.
     """
@@ -140,7 +141,10 @@ def walk_files(folder):
                 skipped.append(SkippedFile(entry.path, "hidden (name starts with '.')"))
                 continue
             kind = _kind(entry)
-            if kind == "dir":
+            output = catdog_output(entry.path, kind)
+            if output:
+                skipped.append(SkippedFile(entry.path, output))
+            elif kind == "dir":
                 subfolders.append(entry.path)
             elif kind == "file":
                 files.append(entry.path)
@@ -148,6 +152,33 @@ def walk_files(folder):
                 skipped.append(SkippedFile(entry.path, kind))
         pending.extend(reversed(subfolders))  # popped in sorted order
     return files, skipped
+
+
+#: Files that, together in one folder, make it a catdog run or evaluation
+#: folder written before catdog marked its folders (`catdog.ownership`).
+_OUTPUT_SIGNATURES = ({"run_state.json"}, {"model.keras", "history.json"}, {"metrics.json", "report.html"})
+_EXPLANATION_SUFFIX = ".gradcam.png"
+
+
+def catdog_output(path, kind):
+    """Why the entry at `path` is one of catdog's own outputs, not a photo; or None.
+
+    A folder catdog made (a run, an evaluation, a SavedModel export: they
+    hold a `.catdog` marker, or the files a run writes) and the Grad-CAM
+    figures `catdog predict --explain` writes.
+    """
+    if kind == "dir":
+        from catdog.ownership import MARKER
+
+        try:
+            names = set(os.listdir(path))
+        except OSError:
+            return None  # the walk reports an unreadable folder itself
+        if MARKER in names or any(signature <= names for signature in _OUTPUT_SIGNATURES):
+            return "catdog output folder (a run, evaluation or export), not photos"
+    elif kind == "file" and os.path.basename(path).endswith(_EXPLANATION_SUFFIX):
+        return "catdog output (a Grad-CAM figure), not a photo"
+    return None
 
 
 def _is_dir(entry):

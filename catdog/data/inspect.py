@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image, UnidentifiedImageError
 
-from catdog.data.decode import decode_pil, decode_tf
+from catdog.data.decode import DECODE_WORKERS, decode_pil, decode_tf, path_tensor, too_many_pixels
 from catdog.data.folders import SkippedFile, os_reason
 
 #: Formats TensorFlow's own decoders read correctly in the common modes.
@@ -49,8 +49,12 @@ class ImageManifest:
         )
 
 
-def choose_decoder(path):
+def choose_decoder(path, image_size=None):
     """("tf" | "pil", None) for a probably-usable file, else (None, reason).
+
+    An image over the pixel budget (see `catdog.data.decode.MAX_PIXELS`;
+    JPEGs count at the DCT scale they are decoded at for `image_size`) is
+    skipped from its header, without decoding it.
 
     TensorFlow decodes the plain cases in the graph; Pillow takes what
     TensorFlow gets wrong or cannot do: transparency (TF drops alpha, so
@@ -66,23 +70,26 @@ def choose_decoder(path):
             return None, "empty file"
     except OSError as error:
         return None, f"unreadable: {os_reason(error)}"
-    return _choose_route(path, lambda: _has_jpeg_end(path))
+    return _choose_route(path, lambda: _has_jpeg_end(path), image_size)
 
 
-def choose_decoder_bytes(contents):
+def choose_decoder_bytes(contents, image_size=None):
     """`choose_decoder` for an encoded image in memory (catdog serve): same rules."""
     if not contents:
         return None, "empty file"
-    return _choose_route(io.BytesIO(contents), lambda: b"\xff\xd9" in contents[-4096:])
+    return _choose_route(io.BytesIO(contents), lambda: b"\xff\xd9" in contents[-4096:], image_size)
 
 
-def _choose_route(source, jpeg_complete):
+def _choose_route(source, jpeg_complete, image_size=None):
     """The decoder for a file or file object, from its header (see `choose_decoder`)."""
     try:
         with Image.open(source) as image:
             image_format, mode = image.format, image.mode
             if image.width < 1 or image.height < 1:
                 return None, "image has no pixels"
+            too_many = too_many_pixels(image.width, image.height, image.format, image_size)
+            if too_many:
+                return None, too_many
             orientation = _orientation(image)
             transparent = "A" in mode or "transparency" in image.info
             animated = image_format == "GIF" and getattr(image, "is_animated", False)
@@ -144,10 +151,10 @@ def tf_decodable(paths, image_size):
     """Indices of `paths` that TensorFlow decodes in full, checked in parallel."""
     if not paths:
         return set()
-    path_tensor = tf.constant(paths)
+    paths_in_graph = path_tensor(paths)
 
     def check(index):
-        image = decode_tf(tf.io.read_file(tf.gather(path_tensor, index)), image_size)
+        image = decode_tf(tf.io.read_file(tf.gather(paths_in_graph, index)), image_size)
         return index, tf.shape(image)
 
     dataset = (
@@ -158,10 +165,10 @@ def tf_decodable(paths, image_size):
     return {int(index) for index, _ in dataset.as_numpy_iterator()}
 
 
-def inspect_files(paths, labels, image_size=None, workers=8):
+def inspect_files(paths, labels, image_size=None, workers=DECODE_WORKERS):
     """Sort files into decodable-by-TF, decodable-by-Pillow, and skipped."""
     with ThreadPoolExecutor(workers) as pool:
-        choices = list(pool.map(choose_decoder, paths))
+        choices = list(pool.map(lambda path: choose_decoder(path, image_size), paths))
     tf_indices = [i for i, (route, _) in enumerate(choices) if route == "tf"]
     tf_ok = {tf_indices[j] for j in tf_decodable([paths[i] for i in tf_indices], image_size)}
 
@@ -194,7 +201,8 @@ def _short(error):
 
 def as_arrays(manifest):
     return (
-        np.asarray(manifest.paths, dtype=object).astype(str),
+        # bytes, as the file system gave them: see `catdog.data.decode.path_tensor`
+        np.asarray([os.fsencode(p) for p in manifest.paths], dtype=bytes),
         np.asarray(manifest.labels, dtype=np.float32),
         np.asarray(manifest.use_pil, dtype=bool),
     )

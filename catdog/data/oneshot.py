@@ -12,21 +12,21 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import tensorflow as tf
 
-from catdog.data.decode import decode_tf_resized, resize_uint8
+from catdog.data.decode import DECODE_WORKERS, decode_tf_resized, path_tensor, resize_uint8
 from catdog.data.inspect import SkippedFile, choose_decoder, decode_pil_or_reason
 
 
-def decode_once(paths, image_size, batch_size, skipped, workers=8):
+def decode_once(paths, image_size, batch_size, skipped, workers=DECODE_WORKERS):
     """Yield (indices into `paths`, uint8 image batch); append skips to `skipped`."""
     with ThreadPoolExecutor(workers) as pool:
-        choices = list(pool.map(choose_decoder, paths))
+        choices = list(pool.map(lambda path: choose_decoder(path, image_size), paths))
     by_tf = [i for i, (route, _) in enumerate(choices) if route == "tf"]
     decoded = set()
     if by_tf:
-        path_tensor = tf.constant([paths[i] for i in by_tf])
+        paths_in_graph = path_tensor([paths[i] for i in by_tf])
 
         def load(position):
-            contents = tf.io.read_file(tf.gather(path_tensor, position))
+            contents = tf.io.read_file(tf.gather(paths_in_graph, position))
             return position, decode_tf_resized(contents, image_size)
 
         dataset = (

@@ -1,5 +1,8 @@
 """tf.data pipelines that feed raw, resized uint8 images to the model."""
 
+import hashlib
+import os
+
 import numpy as np
 import tensorflow as tf
 
@@ -33,6 +36,32 @@ def resolve_cache(cache, n_images, image_size):
     return str(cache)
 
 
+#: Bump when decoding changes what a file's cached pixels are.
+CACHE_FORMAT = "catdog-pixels-2"
+
+
+def keyed_cache(cache_to, paths, labels, use_pil, image_size):
+    """A file cache prefix named after the data it holds; memory and none as they are.
+
+    tf.data reads a cache file it finds whatever data it was written from;
+    so the name ends in a hash of what goes in: every file (its path, size
+    and modification time, in order), its label and decoder, the image size
+    and the decoding version. Other data, or changed files, get another
+    cache, never the old pixels.
+    """
+    if not cache_to:
+        return cache_to
+    digest = hashlib.sha256(f"{CACHE_FORMAT}|{image_size}|".encode())
+    for path, label, pil in zip(paths, labels, use_pil):
+        try:
+            info = os.stat(path)
+            stamp = f"{info.st_size}:{info.st_mtime_ns}"
+        except OSError:
+            stamp = "missing"
+        digest.update(bytes(path) + f"|{float(label)}|{bool(pil)}|{stamp}\n".encode())
+    return f"{cache_to}-{digest.hexdigest()[:16]}"
+
+
 def manifest_dataset(
     manifest, image_size, batch_size, shuffle=False, seed=None, cache="none", epochs=None
 ):
@@ -55,6 +84,7 @@ def manifest_dataset(
     if shuffle and cache_to is not None:
         order = np.random.default_rng(seed).permutation(len(paths))
         paths, labels, use_pil = paths[order], labels[order], use_pil[order]
+    cache_to = keyed_cache(cache_to, paths, labels, use_pil, image_size)
     dataset = tf.data.Dataset.from_tensor_slices((paths, labels, use_pil))
     if shuffle and epochs is not None:
         return _keyed_epochs(dataset, image_size, batch_size, seed, cache_to, epochs)
@@ -98,6 +128,8 @@ def decoded_dataset(dataset, image_size, batch_size, shuffle=False, seed=None, s
         deterministic=True,
     )
     cache_to = resolve_cache(cache, size or 0, image_size) if size else None
+    if cache_to:  # a TFDS split: keyed by its size and the image size
+        cache_to = f"{cache_to}-{CACHE_FORMAT}-{size}-{image_size}"
     if cache_to is not None and not shuffle:
         dataset = dataset.cache(cache_to)
     return dataset.batch(batch_size).prefetch(AUTOTUNE)

@@ -25,27 +25,39 @@ class ImagePreprocessor(keras.layers.Layer):
     Args:
         image_size: Output height and width, an int or a `(height, width)` pair.
         interpolation: Resize method (see `keras.ops.image.resize`).
+        quantize_resized: Round a resized image to whole 0..255 levels, as
+            catdog's data pipeline does (`catdog.data.decode.resize_uint8`),
+            so a photo of any size gets the same P(dog) from the model as
+            from `catdog predict`. The default, also for `.keras` files saved
+            before this option existed (their weights were trained on the
+            pipeline's rounded pixels).
     """
 
-    def __init__(self, image_size=224, interpolation="bilinear", **kwargs):
+    def __init__(self, image_size=224, interpolation="bilinear", quantize_resized=True, **kwargs):
         super().__init__(**kwargs)
         self.image_size = as_size_pair(image_size)
         self.interpolation = interpolation
+        self.quantize_resized = bool(quantize_resized)
 
     def call(self, images):
         x = ops.convert_to_tensor(images)
         if len(x.shape) == 3:
             x = ops.expand_dims(x, 0)
-        x = ops.cast(x, self.compute_dtype)
         channels = x.shape[-1]
         if channels == 1:
             x = ops.repeat(x, 3, axis=-1)
         elif channels == 4:
             x = x[..., :3]
         if tuple(x.shape[1:3]) != self.image_size:
+            # The pipeline's arithmetic, op for op: resize in float32 (on
+            # TensorFlow the same tf.image.resize kernel as resize_uint8),
+            # then round to whole levels and clip. Mixed precision casts after.
             x = ops.image.resize(
-                x, self.image_size, interpolation=self.interpolation
+                ops.cast(x, "float32"), self.image_size, interpolation=self.interpolation
             )
+            if self.quantize_resized:
+                x = ops.clip(ops.round(x), 0.0, 255.0)
+        x = ops.cast(x, self.compute_dtype)
         return x / 127.5 - 1.0
 
     def compute_output_shape(self, input_shape):
@@ -55,6 +67,10 @@ class ImagePreprocessor(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(
-            {"image_size": list(self.image_size), "interpolation": self.interpolation}
+            {
+                "image_size": list(self.image_size),
+                "interpolation": self.interpolation,
+                "quantize_resized": self.quantize_resized,
+            }
         )
         return config
