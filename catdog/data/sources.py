@@ -1,7 +1,6 @@
 """Where training data comes from: TFDS `cats_vs_dogs` or a folder of images."""
 
 import math
-import os
 from dataclasses import dataclass, field
 
 import numpy as np
