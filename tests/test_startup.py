@@ -23,7 +23,16 @@ def python(code, timeout=300):
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env=env)
 
 
-def test_help_and_argument_errors_import_no_tensorflow_keras_or_jax():
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("startup") / "tiny.keras"
+    tiny_model().save(path)
+    return path
+
+
+def test_help_and_argument_errors_import_no_tensorflow_keras_or_jax_yet_keras_finds_catdog_later(saved_model):
+    """The console script's process: --help and bad options without TensorFlow;
+    then `import keras` (catdog imported first) registers catdog's classes."""
     code = f"""
 import contextlib, io, json, sys
 import catdog.cli
@@ -39,12 +48,17 @@ for argv in (["--help"], ["train", "--help"], ["predict", "--help"], ["evaluate"
         except SystemExit as exit:
             code = exit.code
     results.append([argv, code, out.getvalue(), err.getvalue()])
-print(json.dumps({{"results": results, "heavy": [m for m in {HEAVY!r} if m in sys.modules]}}))
+heavy = [m for m in {HEAVY!r} if m in sys.modules]
+import keras
+model = keras.saving.load_model({str(saved_model)!r})
+loaded = [type(model).__module__, type(model).__name__, model.stage]
+print(json.dumps({{"results": results, "heavy": heavy, "loaded": loaded}}))
 """
     done = python(code)
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(done.stdout.splitlines()[-1])
     assert report["heavy"] == []
+    assert report["loaded"] == ["catdog.model", "CatDogClassifier", 1]
     for argv, code, out, err in report["results"]:
         if "--help" in argv:
             assert code == 0 and "usage: catdog" in out, (argv, err)
@@ -78,24 +92,12 @@ def test_catdog_help_is_fast():
     assert seconds < 3.0, seconds
 
 
-@pytest.fixture(scope="module")
-def saved_model(tmp_path_factory):
-    path = tmp_path_factory.mktemp("startup") / "tiny.keras"
-    tiny_model().save(path)
-    return path
-
-
-@pytest.mark.parametrize(
-    "imports",
-    [
-        "import catdog\nimport keras",  # catdog first: registered when keras arrives
-        "import catdog.layers\nimport keras",  # keras first imported inside a catdog import
-    ],
-)
-def test_load_model_after_import_catdog_in_any_order(saved_model, imports):
-    """Keras imported first (registered at once) is test_saving's fresh-process test."""
+def test_load_model_when_keras_is_first_imported_inside_a_catdog_import(saved_model):
+    """Registration waits until catdog.layers has finished importing (it imports keras
+    half-way). `import catdog` then `import keras` is the --help test's process; Keras
+    imported first is test_saving's fresh-process test."""
     done = python(
-        f"{imports}\n"
+        "import catdog.layers\nimport keras\n"
         f"model = keras.saving.load_model({str(saved_model)!r})\n"
         "import sys\n"
         "print(type(model).__module__, type(model).__name__, model.stage,\n"
