@@ -1,61 +1,78 @@
 """catdog: two-stage MobileNetV2 transfer learning with Keras 3.
 
-Importing catdog registers its layers and model with Keras, so
-`keras.saving.load_model("model.keras")` works after `import catdog`.
+The public API is listed in `__all__`; each name is imported from its module
+the first time it is used (PEP 562), so `import catdog` (and the `catdog`
+command's `--help`) does not pay for TensorFlow's import. catdog's Keras
+layers and model are registered with Keras as soon as Keras is imported, so
+`keras.saving.load_model("model.keras")` works after `import catdog`, in
+either order of the two imports (see `catdog._keras_registration`).
 """
 
+import importlib
 import os
+import pkgutil
 
 # TensorFlow's C++ INFO/WARNING logs drown the progress bars; set it to 0 to see them.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from catdog.backbone import DEFAULT_FINE_TUNE_AT, build_mobilenet_v2
-from catdog.callbacks import FineTuneSwitch, replace_optimizer
-from catdog.config import TrainConfig
-from catdog.data.photos import load_image
-from catdog.evaluation import EvaluationResult, evaluate
-from catdog.gradcam import explain
-from catdog.errors import (
-    CatdogError,
-    ConfigError,
-    DataError,
-    ModelFileError,
-    OptionalDependencyError,
-    WeightsUnavailableError,
-)
-from catdog.export import export_model, load_exported
-from catdog.feature_cache import StageOneFeatureCache
-from catdog.layers import ImageAugmentation, ImagePreprocessor
-from catdog.loading import load_model
-from catdog.model import CatDogClassifier
-from catdog.training import TrainResult, compile_for_stage_one, train
-
 __version__ = "0.1.0"
 
-__all__ = [
-    "CatDogClassifier",
-    "CatdogError",
-    "ConfigError",
-    "DataError",
-    "EvaluationResult",
-    "DEFAULT_FINE_TUNE_AT",
-    "FineTuneSwitch",
-    "ImageAugmentation",
-    "ImagePreprocessor",
-    "ModelFileError",
-    "StageOneFeatureCache",
-    "OptionalDependencyError",
-    "TrainConfig",
-    "TrainResult",
-    "WeightsUnavailableError",
-    "build_mobilenet_v2",
-    "compile_for_stage_one",
-    "evaluate",
-    "explain",
-    "export_model",
-    "load_exported",
-    "load_image",
-    "load_model",
-    "replace_optimizer",
-    "train",
-]
+#: Public name -> the module that defines it.
+_EXPORTS = {
+    "CatDogClassifier": "catdog.model",
+    "CatdogError": "catdog.errors",
+    "ConfigError": "catdog.errors",
+    "DataError": "catdog.errors",
+    "DEFAULT_FINE_TUNE_AT": "catdog.defaults",
+    "EvaluationResult": "catdog.evaluation",
+    "FineTuneSwitch": "catdog.callbacks",
+    "ImageAugmentation": "catdog.layers",
+    "ImagePreprocessor": "catdog.layers",
+    "ModelFileError": "catdog.errors",
+    "OptionalDependencyError": "catdog.errors",
+    "StageOneFeatureCache": "catdog.feature_cache",
+    "TrainConfig": "catdog.config",
+    "TrainResult": "catdog.training",
+    "WeightsUnavailableError": "catdog.errors",
+    "build_mobilenet_v2": "catdog.backbone",
+    "compile_for_stage_one": "catdog.training",
+    "evaluate": "catdog.evaluation",
+    "explain": "catdog.gradcam",
+    "export_model": "catdog.export",
+    "load_exported": "catdog.export",
+    "load_image": "catdog.data.photos",
+    "load_model": "catdog.loading",
+    "replace_optimizer": "catdog.callbacks",
+    "train": "catdog.training",
+}
+
+__all__ = sorted(_EXPORTS)
+
+#: Sub-packages whose usual entry point is imported with them
+#: (`catdog.data.sources.load_splits` after `import catdog`, as documented).
+_SUBPACKAGE_ENTRY = {"data": "catdog.data.sources"}
+
+
+def __getattr__(name):
+    module_name = _EXPORTS.get(name)
+    if module_name is not None:
+        value = getattr(importlib.import_module(module_name), name)
+        globals()[name] = value
+        return value
+    if name in _submodules():
+        importlib.import_module(_SUBPACKAGE_ENTRY.get(name, f"{__name__}.{name}"))
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS) | _submodules())
+
+
+def _submodules():
+    return {info.name for info in pkgutil.iter_modules(__path__) if not info.name.startswith("_")}
+
+
+from catdog import _keras_registration  # noqa: E402
+
+_keras_registration.install()

@@ -6,9 +6,7 @@ import keras
 
 from catdog.errors import WeightsUnavailableError
 
-#: Index of the first layer unfrozen for fine-tuning, as in the TensorFlow
-#: transfer-learning tutorial (MobileNetV2 has 154 layers, input included).
-DEFAULT_FINE_TUNE_AT = 100
+from catdog.defaults import DEFAULT_FINE_TUNE_AT  # noqa: F401 (re-exported)
 
 
 def imagenet_weights_filename(alpha=1.0, image_size=224):

@@ -7,8 +7,7 @@ from keras import ops
 
 from catdog.model import FINE_TUNE, HEAD_ONLY
 
-#: Stage-2 learning rate: low enough not to wreck ImageNet features.
-DEFAULT_FINE_TUNE_LEARNING_RATE = 1e-5
+from catdog.defaults import DEFAULT_FINE_TUNE_LEARNING_RATE
 
 
 class FineTuneSwitch(keras.callbacks.Callback):

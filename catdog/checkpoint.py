@@ -27,6 +27,8 @@ import numpy as np
 
 from catdog import artifacts, ownership
 from catdog.errors import ConfigError
+from catdog.history_csv import HISTORY_CSV_FILE, write_history_csv
+from catdog.tensorboard_logs import remove_logs
 
 HISTORY_FILE = "history.json"
 STATE_FILE = "run_state.json"
@@ -37,7 +39,7 @@ SKIPPED_FILE = "skipped.txt"
 CURVES_FILE = "curves.png"
 #: Files of a run that `--overwrite` removes (besides checkpoints).
 RUN_FILES = (
-    MODEL_FILE, STATE_FILE, HISTORY_FILE, CURVES_FILE, CONFIG_FILE, DATA_FILE, SKIPPED_FILE,
+    MODEL_FILE, STATE_FILE, HISTORY_FILE, CURVES_FILE, CONFIG_FILE, DATA_FILE, SKIPPED_FILE, HISTORY_CSV_FILE,
     # the validation evaluation written at the end (catdog.evaluation, catdog.report)
     "metrics.json", "confusion_matrix.png", "roc_curve.png", "confidently_wrong.png", "report.html",
 )
@@ -242,6 +244,7 @@ def clear_run(run_dir):
             os.remove(path)
     remove_checkpoints(run_dir)
     remove_temporaries(run_dir)
+    remove_logs(run_dir)  # the TensorBoard event files of logs/
 
 
 def remove_checkpoints(run_dir, keep=None):
@@ -297,6 +300,7 @@ def write_history(run_dir, records, switch_epoch):
         os.path.join(run_dir, HISTORY_FILE),
         {"switch_epoch": switch_epoch, "epochs": records},
     )
+    write_history_csv(run_dir, records)
 
 
 def read_json(path, default=None):

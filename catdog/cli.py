@@ -92,7 +92,8 @@ def build_parser():
     train.add_argument("--data", default=defaults.data, help="tfds:cats_vs_dogs or a folder with cat(s)/ and dog(s)/ (default: %(default)s)")
     train.add_argument("--val-data", help="separate validation folder (default: a seeded split of --data)")
     train.add_argument("--val-split", type=probability, default=defaults.val_split, help="validation fraction when splitting a folder (default: %(default)s)")
-    train.add_argument("--out", required=True, help="run folder for model.keras, history.json, curves.png")
+    train.add_argument("--config", metavar="FILE", help="read settings from a JSON or YAML file with TrainConfig's keys, such as a run's own config.json; options given here win (see README)")
+    train.add_argument("--out", help="run folder for model.keras, history.json, curves.png, logs/ (required unless --config gives out)")
     train.add_argument("--image-size", type=positive_int, default=defaults.image_size)
     train.add_argument("--batch-size", type=positive_int, default=defaults.batch_size)
     train.add_argument("--epochs", type=non_negative_int, default=defaults.epochs, help="stage-1 epochs, backbone frozen (default: %(default)s)")
@@ -110,8 +111,11 @@ def build_parser():
     train.add_argument("--seed", type=seed_int, default=defaults.seed, help="fixes the split, shuffling, augmentation and initial weights: the same seed and data give the same run on CPU (default: %(default)s)")
     train.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     train.add_argument("--resume", action="store_true", help="require an unfinished run in --out and continue it (the same command without --resume continues one too, and starts fresh when there is none)")
-    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.add_argument("--verbose", type=int, choices=(0, 1, 2), help="0: quiet, 1: progress bars, 2: one line per epoch (default: 1 on a terminal, else 2)")
+    train.add_argument("--quiet", dest="verbose", action="store_const", const=0, help="the same as --verbose 0")
     add_distribute_arguments(train)
+    # TrainConfig keys without an option of their own: only a --config file sets them.
+    train.set_defaults(alpha=defaults.alpha, dropout=defaults.dropout)
 
     predict = commands.add_parser("predict", help="P(dog) for image files and folders")
     predict.add_argument("model", help="a catdog .keras file")
@@ -131,11 +135,12 @@ def build_parser():
     evaluate.add_argument("--tta", action="store_true", help="test-time augmentation: average P(dog) with the mirror image; reports both")
     add_export_parser(commands)
     add_serve_parser(commands)
+    parser.command_parsers = commands.choices
     return parser
 
 
 def add_distribute_arguments(train):
-    from catdog.distribute import CHOICES, ENV_COORDINATOR, ENV_NUM_PROCESSES, ENV_PROCESS_ID
+    from catdog.defaults import DISTRIBUTE_CHOICES as CHOICES, ENV_COORDINATOR, ENV_NUM_PROCESSES, ENV_PROCESS_ID
 
     group = train.add_argument_group("several devices or machines (see README)")
     group.add_argument("--distribute", choices=CHOICES, default="none", help="none, mirrored (all GPUs of this machine, TensorFlow) or multihost (several machines, KERAS_BACKEND=jax); --batch-size is the global batch (default: none)")
@@ -145,7 +150,7 @@ def add_distribute_arguments(train):
 
 
 def add_export_parser(commands):
-    from catdog.export import DEFAULT_CALIBRATION_IMAGES, FORMATS, QUANTIZATIONS
+    from catdog.defaults import DEFAULT_CALIBRATION_IMAGES, QUANTIZATIONS, EXPORT_FORMATS as FORMATS
 
     export = commands.add_parser("export", help="export a model for serving: SavedModel, TFLite, ONNX")
     export.add_argument("model", help="a catdog .keras file")
@@ -191,6 +196,8 @@ def run_train(args):
         epochs=args.epochs,
         fine_tune_epochs=args.fine_tune_epochs,
         fine_tune_at=args.fine_tune_at,
+        alpha=args.alpha,
+        dropout=args.dropout,
         learning_rate=args.lr,
         fine_tune_learning_rate=args.fine_tune_lr,
         weights=args.weights,
@@ -203,7 +210,7 @@ def run_train(args):
         seed=args.seed,
         overwrite=args.overwrite,
         resume=True,
-        verbose=0 if args.quiet else 1,
+        verbose=args.verbose,
         distribute=args.distribute,
         coordinator=args.coordinator,
         num_processes=args.num_processes,
@@ -317,11 +324,49 @@ def run_serve(args):
 COMMANDS = {"train": run_train, "predict": run_predict, "evaluate": run_evaluate, "export": run_export, "serve": run_serve}
 
 
+def parse_args(argv=None):
+    """The command line's arguments, with `train --config FILE` merged in.
+
+    The file's values become the train command's defaults, so options given
+    on the command line win; `--out` is then required from one or the other,
+    and `--verbose` defaults to progress bars on a terminal and one line per
+    epoch otherwise (a log file, a pipe, CI). Raises `ConfigError` for a bad
+    file; argparse exits with 2 on bad options.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command != "train":
+        return args
+    train = parser.command_parsers["train"]
+    if args.config:
+        from catdog.config_file import argument_defaults, read_config_file
+
+        train.set_defaults(**argument_defaults(read_config_file(args.config)))
+        args = parser.parse_args(argv)
+    if not args.out:
+        train.error("the following arguments are required: --out (or an out key in --config)")
+    if args.verbose is None:
+        args.verbose = default_verbosity(sys.stdout)
+    return args
+
+
+def default_verbosity(stream):
+    """Progress bars for a person at a terminal, one line per epoch for a file."""
+    try:
+        return 1 if stream.isatty() else 2
+    except (AttributeError, ValueError):
+        return 2
+
+
 def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    args = build_parser().parse_args(argv)
     from catdog.errors import CatdogError
 
+    try:
+        args = parse_args(argv)
+    except CatdogError as error:
+        print(f"catdog: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         return COMMANDS[args.command](args)
     except CatdogError as error:

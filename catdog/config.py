@@ -3,12 +3,13 @@
 import dataclasses
 from dataclasses import dataclass
 
-from catdog.backbone import DEFAULT_FINE_TUNE_AT
-from catdog.callbacks import DEFAULT_FINE_TUNE_LEARNING_RATE
+from catdog.defaults import (
+    DEFAULT_FINE_TUNE_AT,
+    DEFAULT_FINE_TUNE_LEARNING_RATE,
+    DEFAULT_LEARNING_RATE,
+    DISTRIBUTE_CHOICES,
+)
 from catdog.errors import ConfigError
-
-#: Stage-1 learning rate (Adam): the head starts from scratch.
-DEFAULT_LEARNING_RATE = 1e-3
 
 
 @dataclass
@@ -45,6 +46,7 @@ class TrainConfig:
     seed: int = 0
     overwrite: bool = False
     resume: bool = True
+    #: 0: quiet, 1: progress bars, 2: one line per epoch (`catdog train`: 1 on a terminal, else 2)
     verbose: int = 1
     #: "none", "mirrored" (all GPUs of this machine) or "multihost" (JAX,
     #: several machines); see `catdog.distribute`. batch_size is global.
@@ -76,12 +78,12 @@ class TrainConfig:
             raise ConfigError("cache must be auto, memory, none or a file path prefix")
         if not 0 <= int(self.seed) < 2**32:
             raise ConfigError(f"seed must be an integer from 0 to 2**32 - 1, got {self.seed}")
+        if self.verbose not in (0, 1, 2):
+            raise ConfigError(f"verbose must be 0, 1 or 2, got {self.verbose!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
-        from catdog.distribute import CHOICES
-
-        if str(self.distribute).lower() not in CHOICES:
-            raise ConfigError(f"distribute must be one of {', '.join(CHOICES)}, got {self.distribute!r}")
+        if str(self.distribute).lower() not in DISTRIBUTE_CHOICES:
+            raise ConfigError(f"distribute must be one of {', '.join(DISTRIBUTE_CHOICES)}, got {self.distribute!r}")
 
     @property
     def total_epochs(self):

@@ -32,13 +32,12 @@ from dataclasses import dataclass
 
 from catdog.errors import ConfigError, OptionalDependencyError
 
-NONE, MIRRORED, MULTIHOST = "none", "mirrored", "multihost"
-CHOICES = (NONE, MIRRORED, MULTIHOST)
-
-#: Keras' own variables for the cluster, read when an option is not given.
-ENV_COORDINATOR = "KERAS_DISTRIBUTION_JOB_ADDRESSES"
-ENV_NUM_PROCESSES = "KERAS_DISTRIBUTION_NUM_PROCESSES"
-ENV_PROCESS_ID = "KERAS_DISTRIBUTION_PROCESS_ID"
+from catdog.defaults import DISTRIBUTE_CHOICES as CHOICES
+from catdog.defaults import DISTRIBUTE_MIRRORED as MIRRORED
+from catdog.defaults import DISTRIBUTE_MULTIHOST as MULTIHOST
+from catdog.defaults import DISTRIBUTE_NONE as NONE
+# Keras' own variables for the cluster, read when an option is not given.
+from catdog.defaults import ENV_COORDINATOR, ENV_NUM_PROCESSES, ENV_PROCESS_ID
 
 
 @dataclass(frozen=True)

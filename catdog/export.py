@@ -28,17 +28,18 @@ from catdog import artifacts, ownership
 from catdog.data.folders import os_reason
 from catdog.errors import CatdogError, ConfigError, OptionalDependencyError, OutputError
 
-SAVEDMODEL, TFLITE, ONNX = "savedmodel", "tflite", "onnx"
-FORMATS = (SAVEDMODEL, TFLITE, ONNX)
-INT8, FLOAT16 = "int8", "float16"
-QUANTIZATIONS = (INT8, FLOAT16)
+from catdog.defaults import DEFAULT_CALIBRATION_IMAGES, QUANTIZATIONS
+from catdog.defaults import EXPORT_FORMATS as FORMATS
+from catdog.defaults import EXPORT_ONNX as ONNX
+from catdog.defaults import EXPORT_SAVEDMODEL as SAVEDMODEL
+from catdog.defaults import EXPORT_TFLITE as TFLITE
+from catdog.defaults import QUANTIZE_FLOAT16 as FLOAT16
+from catdog.defaults import QUANTIZE_INT8 as INT8
 
 #: Names of the exported graph's input and output, in every format.
 INPUT_NAME, OUTPUT_NAME = "images", "p_dog"
 #: The SavedModel's second signature, taking encoded image files, and its input.
 BYTES_SIGNATURE, BYTES_INPUT_NAME = "serving_bytes", "image_bytes"
-#: Images used to calibrate int8 quantization, at most.
-DEFAULT_CALIBRATION_IMAGES = 100
 #: The ONNX opset written (supported by onnxruntime 1.17 and later).
 ONNX_OPSET = 17
 

@@ -21,12 +21,14 @@ from catdog.checkpoint import (
 )
 from catdog.config import TrainConfig
 from catdog.data.sources import load_splits
+from catdog.epoch_log import EpochLogLine
 from catdog.feature_cache import StageOneFeatureCache
 from catdog.errors import CatdogError
 from catdog.model import CatDogClassifier
 from catdog.names import escape
 from catdog.plots import plot_training_curves
 from catdog.report import write_run_report
+from catdog.tensorboard_logs import StageTensorBoard
 
 MODEL_FILE = "model.keras"
 
@@ -64,14 +66,17 @@ def compile_for_stage_one(model, learning_rate):
 def train(config=None, callbacks=(), **overrides):
     """Run the two-stage recipe described by `config` and write its artifacts.
 
-    The run folder gets `model.keras`, `history.json`, `curves.png`,
-    `config.json` and `data.json` (plus `skipped.txt` when files were
+    The run folder gets `model.keras`, `history.json`, `history.csv`,
+    `curves.png`, TensorBoard logs in `logs/`, `config.json` and
+    `data.json` (plus `skipped.txt` when files were
     skipped), and the validation evaluation: `metrics.json`, its figures and
     `report.html`. While it runs it keeps the last epoch's checkpoint and
     `run_state.json`; calling `train` again with the same folder and settings
     resumes from the last completed epoch, exactly where the interrupted run
     was (see `catdog.checkpoint`). `config.seed` fixes everything random:
     two runs with the same seed and data give the same weights on CPU.
+    `config.verbose`: 0 prints nothing but warnings, 1 Keras' progress bars,
+    2 one line per epoch (for log files).
     """
     config = config or TrainConfig()
     if overrides:
@@ -137,6 +142,10 @@ def _train(config, callbacks, distributor, started):
         if chief:
             _warn_if_data_changed(resume_from.previous_data, splits.summary())
     else:
+        # Again: loading the data may have drawn from the global generators (TFDS
+        # names its temporary folders with `random` when it prepares a data set),
+        # and the new layers' initial weights and seeds must not depend on that.
+        keras.utils.set_random_seed(config.seed)
         with distributor.scope():
             model = CatDogClassifier(
                 image_size=config.image_size,
@@ -170,15 +179,18 @@ def _train(config, callbacks, distributor, started):
                 switch_epoch,
                 fine_tune_at=config.fine_tune_at,
                 learning_rate=config.fine_tune_learning_rate,
-                verbose=verbose,
+                verbose=1 if verbose == 1 else 0,  # the epoch lines of verbose 2 show the stage
             ),
             # after the switch, so that it frees the cache at the switch epoch
             *_feature_cache(config, splits, verbose),
             recorder,
+            # after the recorder: an epoch is logged once its checkpoint is committed
+            *([StageTensorBoard(run_dir, switch_epoch, records)] if chief else []),
+            *([EpochLogLine(config.total_epochs)] if verbose == 2 else []),
             *callbacks,
         ],
         shuffle=False,  # the pipeline shuffles, reproducibly
-        verbose=verbose,
+        verbose=1 if verbose == 1 else 0,
     )
     if recorder.diverged:
         last = recorder.last_checkpoint

@@ -232,3 +232,24 @@ def test_another_seed_gives_another_run_and_divergence_keeps_the_last_good_check
     assert [r["epoch"] for r in history] == [0]
     assert not same_weights(kept, reference.snapshots[0])  # another seed: another run
     assert history[0]["loss"] != reference.history[0]["loss"]
+
+
+def test_tensorboard_logs_of_a_killed_and_resumed_run_hold_each_epoch_once(interrupted):
+    """One timeline, epochs 0, 1, 2, each once, though each kill landed after an epoch's
+    checkpoint and before its TensorBoard log: the next process logged it from the history."""
+    from tensorboard.backend.event_processing import event_accumulator
+    from tensorboard.util import tensor_util
+
+    out = interrupted["out"]
+    history = read_json(out / "history.json")["epochs"]
+    for sub, key in (("train", "loss"), ("validation", "val_loss")):
+        assert len(list((out / "logs" / sub).glob("events.out.tfevents.*"))) == 2  # the resumed processes'
+        reader = event_accumulator.EventAccumulator(str(out / "logs" / sub), size_guidance={event_accumulator.TENSORS: 0})
+        reader.Reload()
+        losses = [(e.step, tensor_util.make_ndarray(e.tensor_proto).item()) for e in reader.Tensors("epoch_loss")]
+        assert losses == [(r["epoch"], pytest.approx(r[key])) for r in history]
+    reader = event_accumulator.EventAccumulator(str(out / "logs" / "train"), size_guidance={event_accumulator.TENSORS: 0})
+    reader.Reload()
+    stages = [(e.step, tensor_util.make_ndarray(e.tensor_proto).item()) for e in reader.Tensors("epoch_stage")]
+    assert stages == [(0, 1.0), (1, 2.0), (2, 2.0)]
+    assert (out / "history.csv").read_text().count("\n") == 1 + len(history)

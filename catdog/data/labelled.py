@@ -80,11 +80,16 @@ def parse_tfds_spec(spec):
 def tfds_split(spec, image_size, batch_size=32):
     """One split of TFDS `cats_vs_dogs`, e.g. `tfds:cats_vs_dogs:train[80%:]`."""
     split = parse_tfds_spec(spec)
-    import tensorflow_datasets as tfds
+    from catdog.data.tfds_source import describe_failure, missing_module, network_failure
 
     try:
-        dataset = tfds.load(TFDS_NAME, split=split, as_supervised=True, shuffle_files=False)
+        import tensorflow_datasets as tfds
+
+        data_dir = os.environ.get("TFDS_DATA_DIR") or None  # read now, not at TFDS' import
+        dataset = tfds.load(TFDS_NAME, split=split, as_supervised=True, shuffle_files=False, data_dir=data_dir)
     except Exception as error:  # TFDS raises many types for bad splits and no data
+        if missing_module(error) or network_failure(error) is not None:
+            raise describe_failure(TFDS_NAME, error) from error
         first_line = (str(error).strip().splitlines() or [""])[0][:200]
         raise DataError(
             f"TFDS {TFDS_NAME} split {split!r} is not available "

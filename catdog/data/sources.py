@@ -1,7 +1,6 @@
 """Where training data comes from: TFDS `cats_vs_dogs` or a folder of images."""
 
 import math
-import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -144,23 +143,11 @@ def load_tfds_splits(spec, image_size, batch_size, limit=None, seed=0, cache="au
     name = spec[len(TFDS_PREFIX):] or TFDS_NAME
     if name != TFDS_NAME:
         raise ConfigError(f"only tfds:{TFDS_NAME} is supported, got {spec}")
-    import tensorflow_datasets as tfds
+    from catdog.data.tfds_source import open_tfds
 
-    try:
-        (train, validation), info = tfds.load(
-            TFDS_NAME,
-            split=[TFDS_TRAIN_SPLIT, TFDS_VAL_SPLIT],
-            as_supervised=True,
-            with_info=True,
-            shuffle_files=False,
-        )
-    except Exception as error:  # TFDS raises many types for "not downloadable"
-        raise DataError(
-            f"TFDS {TFDS_NAME} is not available ({type(error).__name__}): it needs "
-            "internet on first use, or an already prepared copy under "
-            f"$TFDS_DATA_DIR (default {os.path.expanduser('~/tensorflow_datasets')}); "
-            "offline, train on a folder instead with --data DIR"
-        ) from error
+    (train, validation), info = open_tfds(
+        TFDS_NAME, split=[TFDS_TRAIN_SPLIT, TFDS_VAL_SPLIT], as_supervised=True, shuffle_files=False
+    )
     n_train, n_val = _tfds_size(train, info, TFDS_TRAIN_SPLIT), _tfds_size(validation, info, TFDS_VAL_SPLIT)
     if limit is not None and limit < n_train:
         train, n_train = train.take(limit), limit

@@ -1,0 +1,31 @@
+"""Default settings and option choices, importable without Keras or TensorFlow.
+
+The command line builds its parser (defaults, choices, `--help`) from these
+alone, so `catdog --help` and argument errors answer at once instead of after
+TensorFlow's multi-second import. The modules that use them (`backbone`,
+`callbacks`, `config`, `distribute`, `export`) import them from here.
+"""
+
+#: Index of the first layer unfrozen for fine-tuning, as in the TensorFlow
+#: transfer-learning tutorial (MobileNetV2 has 154 layers, input included).
+DEFAULT_FINE_TUNE_AT = 100
+#: Stage-1 learning rate (Adam): the head starts from scratch.
+DEFAULT_LEARNING_RATE = 1e-3
+#: Stage-2 learning rate: low enough not to wreck ImageNet features.
+DEFAULT_FINE_TUNE_LEARNING_RATE = 1e-5
+
+#: `--distribute` choices (see catdog.distribute).
+DISTRIBUTE_NONE, DISTRIBUTE_MIRRORED, DISTRIBUTE_MULTIHOST = "none", "mirrored", "multihost"
+DISTRIBUTE_CHOICES = (DISTRIBUTE_NONE, DISTRIBUTE_MIRRORED, DISTRIBUTE_MULTIHOST)
+#: Keras' own variables for the cluster, read when an option is not given.
+ENV_COORDINATOR = "KERAS_DISTRIBUTION_JOB_ADDRESSES"
+ENV_NUM_PROCESSES = "KERAS_DISTRIBUTION_NUM_PROCESSES"
+ENV_PROCESS_ID = "KERAS_DISTRIBUTION_PROCESS_ID"
+
+#: `catdog export` formats and quantizations (see catdog.export).
+EXPORT_SAVEDMODEL, EXPORT_TFLITE, EXPORT_ONNX = "savedmodel", "tflite", "onnx"
+EXPORT_FORMATS = (EXPORT_SAVEDMODEL, EXPORT_TFLITE, EXPORT_ONNX)
+QUANTIZE_INT8, QUANTIZE_FLOAT16 = "int8", "float16"
+QUANTIZATIONS = (QUANTIZE_INT8, QUANTIZE_FLOAT16)
+#: Images used to calibrate int8 quantization, at most.
+DEFAULT_CALIBRATION_IMAGES = 100
