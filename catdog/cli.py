@@ -129,6 +129,7 @@ def build_parser():
     evaluate.add_argument("--batch-size", type=positive_int, default=32)
     evaluate.add_argument("--threshold", type=probability, default=0.5, help="P(dog) from which an image is called a dog (default: %(default)s)")
     evaluate.add_argument("--tta", action="store_true", help="test-time augmentation: average P(dog) with the mirror image; reports both")
+    add_shift_arguments(evaluate)
     add_export_parser(commands)
     return parser
 
@@ -141,6 +142,14 @@ def add_distribute_arguments(train):
     group.add_argument("--coordinator", metavar="HOST:PORT", help=f"multihost: address of process 0, the same on every machine (default: ${ENV_COORDINATOR})")
     group.add_argument("--num-processes", type=positive_int, metavar="N", help=f"multihost: number of processes (default: ${ENV_NUM_PROCESSES})")
     group.add_argument("--process-id", type=non_negative_int, metavar="I", help=f"multihost: this process, 0..N-1; 0 writes the run folder (default: ${ENV_PROCESS_ID})")
+
+
+def add_shift_arguments(evaluate):
+    group = evaluate.add_argument_group("robustness to distribution shift (see README)")
+    group.add_argument("--shifts", action="store_true", help="also report accuracy under a fixed, seeded suite of shifts: ImageNet-C noise, blur, JPEG, brightness, contrast; greyscale, rotations, off-centre crops, zoom, low resolution, mirror images")
+    group.add_argument("--shift-only", metavar="NAMES", type=lambda text: [n for n in text.split(",") if n.strip()], help="comma-separated shifts or families to run, e.g. gaussian_noise,mirror (implies --shifts)")
+    group.add_argument("--shift-limit", type=positive_int, metavar="N", help="run the shifts on a seeded sample of at most N images (implies --shifts)")
+    group.add_argument("--shift-seed", type=seed_int, default=0, metavar="S", help="seed of the suite's random choices and of the --shift-limit sample (default: %(default)s)")
 
 
 def add_export_parser(commands):
@@ -242,8 +251,19 @@ def run_evaluate(args):
     from catdog.loading import load_model
     from catdog.report import REPORT_FILE, write_report
 
+    shifts = args.shifts or args.shift_only or args.shift_limit
+    if shifts:
+        from catdog.robustness.evaluation import evaluate_shifts
+        from catdog.robustness.suite import select
+
+        select(args.shift_only)  # an unknown name fails before any work
     model = load_model(args.model)
     result = evaluate(model, args.data, threshold=args.threshold, batch_size=args.batch_size, tta=args.tta)
+    if shifts:
+        result.robustness = evaluate_shifts(
+            model, args.data, shifts=args.shift_only, seed=args.shift_seed, limit=args.shift_limit,
+            threshold=args.threshold, batch_size=args.batch_size, tta=args.tta,
+        )
     if args.out:
         figures = write_evaluation(result, args.out, title=f"{os.path.basename(args.model)} on {args.data}")
         write_report(os.path.join(args.out, REPORT_FILE), result, figures, title=f"catdog evaluation of {args.model}")
@@ -251,6 +271,10 @@ def run_evaluate(args):
         print(json.dumps(result.to_dict()))
     else:
         print("\n".join(summary_lines(result)))
+        if result.robustness is not None:
+            from catdog.robustness.evaluation import summary_lines as shift_lines
+
+            print("\n".join(shift_lines(result.robustness)))
         if args.out:
             print(f"wrote metrics.json, figures and {REPORT_FILE} to {args.out}")
     for item in result.skipped:
