@@ -54,6 +54,13 @@ def probability(text):
     return value
 
 
+def unit_interval(text):
+    value = _parse(float, text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, got {text}")
+    return value
+
+
 def weights_choice(text):
     if text.lower() == "imagenet":
         return "imagenet"
@@ -100,6 +107,8 @@ def build_parser():
     train.add_argument("--fine-tune-at", type=layer_choice, default=defaults.fine_tune_at, help="first backbone layer trained in stage 2, index or name (default: %(default)s)")
     train.add_argument("--lr", type=positive_float, default=defaults.learning_rate, help="stage-1 learning rate (default: %(default)s)")
     train.add_argument("--fine-tune-lr", type=positive_float, default=defaults.fine_tune_learning_rate, help="stage-2 learning rate (default: %(default)s)")
+    train.add_argument("--fine-tune-schedule", choices=("constant", "cosine"), default=defaults.fine_tune_schedule, help="stage-2 learning rate: constant, or a cosine decay to 0 over stage 2 (default: %(default)s)")
+    train.add_argument("--label-smoothing", type=unit_interval, default=defaults.label_smoothing, help="pull the loss' targets towards 0.5 by this much, e.g. 0.1 (default: %(default)s)")
     train.add_argument("--weights", type=weights_choice, default="imagenet", help="imagenet, none, or a backbone weights file (default: imagenet)")
     train.add_argument("--no-augmentation", action="store_true", help="train without flip/rotation/zoom")
     train.add_argument("--augment-stage-one", action="store_true", help="augment while only the head trains too (default: only while fine-tuning, which measured better)")
@@ -183,6 +192,8 @@ def run_train(args):
         fine_tune_at=args.fine_tune_at,
         learning_rate=args.lr,
         fine_tune_learning_rate=args.fine_tune_lr,
+        fine_tune_schedule=args.fine_tune_schedule,
+        label_smoothing=args.label_smoothing,
         weights=args.weights,
         augmentation=not args.no_augmentation,
         augment_stage_one=args.augment_stage_one,

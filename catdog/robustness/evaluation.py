@@ -11,6 +11,7 @@ softmax over N classes (argmax).
 
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -131,24 +132,30 @@ def evaluate_shifts(model, data, shifts=None, seed=0, limit=None, threshold=0.5,
     labels, clean, shifted = [], [], {shift.name: [] for shift in shifts}
     chunk = []
 
-    def flush():
+    def versions(item):
+        """The model-sized clean photo and each of its shifted versions."""
+        photo, _, index = item
+        return [_resized(photo, size)] + [
+            _resized(shift.apply(photo, photo_rng(seed, shift, index), size), size) for shift in shifts
+        ]
+
+    def flush(pool):
         if not chunk:
             return
-        clean.append(_probabilities(model, [_resized(photo, size) for photo, _, _ in chunk], tta))
-        for shift in shifts:
-            batch = [
-                _resized(shift.apply(photo, photo_rng(seed, shift, index), size), size)
-                for photo, _, index in chunk
-            ]
-            shifted[shift.name].append(_probabilities(model, batch, tta))
+        # NumPy, Pillow and TensorFlow release the GIL: photos shift in parallel.
+        columns = list(zip(*pool.map(versions, chunk)))
+        clean.append(_probabilities(model, columns[0], tta))
+        for shift, column in zip(shifts, columns[1:]):
+            shifted[shift.name].append(_probabilities(model, column, tta))
         labels.extend(label for _, label, _ in chunk)
         chunk.clear()
 
-    for item in photos.items():
-        chunk.append(item)
-        if len(chunk) == batch_size:
-            flush()
-    flush()
+    with ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as pool:
+        for item in photos.items():
+            chunk.append(item)
+            if len(chunk) == batch_size:
+                flush(pool)
+        flush(pool)
     if not labels:
         raise DataError(f"no images to evaluate in {photos.source}")
     class_names = list(getattr(model, "class_names", None) or ["cat", "dog"])

@@ -34,15 +34,16 @@ CONTRAST = (0.4, 0.3, 0.2, 0.1, 0.05)  # factor on the distance to the channel m
 
 def gaussian_noise(image, severity, rng):
     """Additive white noise, std `GAUSSIAN_NOISE[severity]` on [0, 1] pixels."""
-    x = image / 255.0
-    x = x + rng.normal(0.0, GAUSSIAN_NOISE[severity - 1], x.shape)
-    return to_uint8(x * 255.0)
+    noise = rng.standard_normal(image.shape, dtype=np.float32)
+    noise *= np.float32(GAUSSIAN_NOISE[severity - 1] * 255.0)
+    noise += image
+    return to_uint8(noise)
 
 
 def defocus_blur(image, severity, scale=(1.0, 1.0)):
     """Convolution with an anti-aliased disk: an out-of-focus lens."""
     radius, alias_blur = DEFOCUS_BLUR[severity - 1]
-    return to_uint8(convolve(image.astype(np.float64), disk(radius, alias_blur, scale)))
+    return to_uint8(convolve(image.astype(np.float32), disk(radius, alias_blur, scale)))
 
 
 def jpeg_compression(image, severity):
@@ -60,19 +61,23 @@ def brightness(image, severity):
     fixed each channel is proportional to V, so it scales by V'/V (black,
     where V = 0 and saturation is 0, becomes the grey V').
     """
-    x = image / 255.0
+    x = image.astype(np.float32)
     value = x.max(axis=-1, keepdims=True)
-    raised = np.minimum(value + BRIGHTNESS[severity - 1], 1.0)
-    ratio = np.divide(raised, value, out=np.zeros_like(value), where=value > 0)
-    x = np.where(value > 0, x * ratio, raised)
-    return to_uint8(x * 255.0)
+    raised = np.minimum(value + np.float32(BRIGHTNESS[severity - 1] * 255.0), np.float32(255.0))
+    x *= raised / np.maximum(value, np.float32(1e-6))
+    black = value[..., 0] == 0
+    x[black] = raised[black]
+    return to_uint8(x)
 
 
 def contrast(image, severity):
     """Each channel pulled towards its mean by the factor `CONTRAST[severity]`."""
-    x = image / 255.0
-    means = x.mean(axis=(0, 1), keepdims=True)
-    return to_uint8(((x - means) * CONTRAST[severity - 1] + means) * 255.0)
+    x = image.astype(np.float32)
+    means = x.mean(axis=(0, 1), keepdims=True, dtype=np.float64).astype(np.float32)
+    x -= means
+    x *= np.float32(CONTRAST[severity - 1])
+    x += means
+    return to_uint8(x)
 
 
 def disk(radius, alias_blur, scale=(1.0, 1.0)):
@@ -127,12 +132,33 @@ def convolve(image, kernel):
     height, width = image.shape[:2]
     mode = "reflect" if ph < height and pw < width else "symmetric"
     padded = np.pad(image, ((ph, ph), (pw, pw), (0, 0)), mode=mode)
-    shape = (padded.shape[0] + kh - 1, padded.shape[1] + kw - 1)
-    spectrum = np.fft.rfft2(padded, shape, axes=(0, 1)) * np.fft.rfft2(kernel, shape)[..., None]
+    # Circular convolution over a fast size at least as large as the
+    # padded image: the wrap-around only touches the padding.
+    shape = (_fast_length(padded.shape[0]), _fast_length(padded.shape[1]))
+    kernel_spectrum = np.fft.rfft2(kernel.astype(image.dtype), shape)[..., None]
+    spectrum = np.fft.rfft2(padded, shape, axes=(0, 1))
+    spectrum *= kernel_spectrum
     full = np.fft.irfft2(spectrum, shape, axes=(0, 1))
     return full[2 * ph:2 * ph + height, 2 * pw:2 * pw + width]
 
 
+def _fast_length(n):
+    """The smallest 2^a 3^b 5^c >= n: FFTs of such lengths are fastest."""
+    best = 1 << (int(n) - 1).bit_length()
+    power5 = 1
+    while power5 < best:
+        power3 = power5
+        while power3 < best:
+            length = power3
+            while length < n:
+                length *= 2
+            best = min(best, length)
+            power3 *= 3
+        power5 *= 5
+    return best
+
+
 def to_uint8(x):
     """Float pixels on 0..255 -> uint8, rounded and clipped."""
-    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+    x = np.rint(x)
+    return np.clip(x, 0, 255, out=x).astype(np.uint8)

@@ -1,0 +1,57 @@
+"""Recipe options the robustness benchmark compares: label smoothing and a
+cosine stage-2 learning rate (off by default, so the default recipe is unchanged)."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+import catdog
+from conftest import assert_one_line_error, run_cli, tiny_model, write_photo_folder
+
+
+def test_defaults_leave_the_recipe_as_it_was():
+    config = catdog.TrainConfig()
+    assert config.label_smoothing == 0.0 and config.fine_tune_schedule == "constant"
+    model = catdog.compile_for_stage_one(tiny_model(), 1e-3)
+    assert model.loss.get_config()["label_smoothing"] == 0.0
+
+
+def test_label_smoothing_moves_the_loss_targets_towards_one_half():
+    model = catdog.compile_for_stage_one(tiny_model(), 1e-3, label_smoothing=0.2)
+    labels, p = np.array([[1.0], [0.0]]), np.array([[0.9], [0.3]])
+    targets = labels * 0.8 + 0.1  # 1 -> 0.9, 0 -> 0.1
+    expected = -np.mean(targets * np.log(p) + (1 - targets) * np.log(1 - p))
+    assert float(model.loss(labels, p)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_cosine_schedule_decays_the_stage_two_rate_to_zero(tmp_path):
+    folder = write_photo_folder(tmp_path / "photos", per_class=4)
+    result = catdog.train(
+        catdog.TrainConfig(
+            data=str(folder), out=str(tmp_path / "run"), image_size=32, alpha=0.35, weights=None,
+            epochs=1, fine_tune_epochs=2, batch_size=4, fine_tune_learning_rate=1e-4,
+            fine_tune_schedule="cosine", label_smoothing=0.1, verbose=0,
+        )
+    )
+    rates = [record["learning_rate"] for record in result.history]
+    # Stage 2 has 2 epochs of 2 steps: half way the cosine is at 1/2, at the end at 0.
+    assert rates[0] == pytest.approx(1e-3)
+    assert rates[1] == pytest.approx(1e-4 * 0.5 * (1 + math.cos(math.pi * 0.5)), rel=1e-4)
+    assert rates[2] == pytest.approx(0.0, abs=1e-12)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["fine_tune_schedule"] == "cosine" and saved["label_smoothing"] == 0.1
+    loaded = catdog.load_model(str(tmp_path / "run" / "model.keras"))
+    assert loaded.loss.get_config()["label_smoothing"] == pytest.approx(0.1)
+
+
+def test_bad_values_are_config_errors_and_one_line_cli_errors(tmp_path, capsys):
+    with pytest.raises(catdog.ConfigError, match="fine-tune-schedule"):
+        catdog.TrainConfig(fine_tune_schedule="linear")
+    with pytest.raises(catdog.ConfigError, match="label-smoothing"):
+        catdog.TrainConfig(label_smoothing=1.0)
+    code, _, err = run_cli(capsys, "train", "--out", tmp_path / "x", "--label-smoothing", "1.5")
+    assert_one_line_error(code, err, "--label-smoothing")
+    code, _, err = run_cli(capsys, "train", "--out", tmp_path / "x", "--fine-tune-schedule", "linear")
+    assert_one_line_error(code, err, "--fine-tune-schedule")
