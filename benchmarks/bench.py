@@ -468,7 +468,7 @@ def render(results, p, command):
             "",
         ]
     results_dir = pathlib.Path(__file__).resolve().parent / "results"
-    for fragment in ("levers.md", "export.md"):  # written by levers.py and export_bench.py
+    for fragment in ("recipes.md", "levers.md", "export.md"):  # written by recipes.py, levers.py and export_bench.py
         path = results_dir / fragment
         if path.exists():
             lines += [path.read_text().strip(), ""]

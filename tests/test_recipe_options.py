@@ -55,3 +55,21 @@ def test_bad_values_are_config_errors_and_one_line_cli_errors(tmp_path, capsys):
     assert_one_line_error(code, err, "--label-smoothing")
     code, _, err = run_cli(capsys, "train", "--out", tmp_path / "x", "--fine-tune-schedule", "linear")
     assert_one_line_error(code, err, "--fine-tune-schedule")
+
+
+def test_colour_augmentation_from_keras_core_is_opt_in_and_saves_with_the_model(tmp_path):
+    images = np.random.default_rng(0).uniform(-1, 1, (4, 32, 32, 3)).astype("float32")
+    plain = catdog.ImageAugmentation(seed=1)
+    assert plain.colour_steps == [] and plain.get_config()["color_jitter"] == 0.0
+    grey = catdog.ImageAugmentation(flip=None, rotation=0, zoom=0, grayscale=1.0, seed=1)
+    out = np.asarray(grey(images, training=True))
+    np.testing.assert_allclose(out[..., 0], out[..., 1], atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(grey(images, training=False)), images)
+    jitter = catdog.ImageAugmentation(flip=None, rotation=0, zoom=0, color_jitter=0.3, seed=1)
+    jittered = np.asarray(jitter(images, training=True))
+    assert jittered.shape == images.shape and not np.allclose(jittered, images)
+    model = tiny_model(augmentation={"color_jitter": 0.2, "grayscale": 0.1})
+    model.save(tmp_path / "m.keras")
+    loaded = catdog.load_model(str(tmp_path / "m.keras"))
+    assert loaded.augmenter.get_config()["color_jitter"] == 0.2 and loaded.augmenter.grayscale == 0.1
+    assert [type(step).__name__ for step in loaded.augmenter.colour_steps] == ["RandomColorJitter", "RandomGrayscale"]
