@@ -36,7 +36,7 @@ def plot_shift_accuracy(summary, path, title="catdog evaluation"):
     axis.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
     axis.set_xlabel("accuracy")
     axis.grid(axis="x", alpha=0.3)
-    axis.legend(loc="lower left", fontsize=9, framealpha=0.9)
+    figure.legend(loc="outside lower center", ncol=2, fontsize=10, frameon=False)
     detail = f"{summary['n_images']} images, seed {summary['seed']}" + (", mirror averaging" if summary.get("tta") else "")
     axis.set_title(f"Accuracy under distribution shift ({detail})")
     figure.suptitle(title, fontsize=10, color="dimgrey")
