@@ -50,7 +50,7 @@ def fake_run(name, seed, val, shift, seconds):
         "candidate": name, "seed": seed, "fit_seconds": seconds, "wall_seconds": seconds + 10, "history": [],
         "val_accuracy": val, "shift_mean": shift, "date": "2026-12-01 12:00", "load_average": [2.0, 2.0, 2.0],
         "robustness": {
-            "suite": "catdog-shifts-1", "seed": 0, "n_images": 1000, "families": families,
+            "suite": "catdog-shifts-1", "seed": 0, "n_images": 1000, "n_available": 1000, "families": families,
             "shifts": {"gaussian_noise-s2": {}, "mirror": {}}, "worst": {"shift": "gaussian_noise-s2", "accuracy": shift - 0.05},
         },
     }

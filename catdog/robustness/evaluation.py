@@ -135,9 +135,11 @@ def evaluate_shifts(model, data, shifts=None, seed=0, limit=None, threshold=0.5,
     def versions(item):
         """The model-sized clean photo and each of its shifted versions."""
         photo, _, index = item
-        return [_resized(photo, size)] + [
-            _resized(shift.apply(photo, photo_rng(seed, shift, index), size), size) for shift in shifts
-        ]
+        # Every shift keeps the photo's shape: one resize call for all versions.
+        return _resized(
+            np.stack([photo] + [shift.apply(photo, photo_rng(seed, shift, index), size) for shift in shifts]),
+            size,
+        )
 
     def flush(pool):
         if not chunk:
@@ -194,13 +196,14 @@ def _probabilities(model, images, tta):
     return probabilities
 
 
-def _resized(photo, size):
-    """The pipeline's resize (bilinear, rounded to uint8), as every photo gets."""
+def _resized(photos, size):
+    """The pipeline's resize (bilinear, rounded to uint8), as every photo gets;
+    `photos` is one photo or a stack of photos of one shape."""
     from catdog.data.decode import resize_uint8
 
-    if photo.shape[0] == size and photo.shape[1] == size:
-        return photo
-    return resize_uint8(photo, size).numpy()
+    if photos.shape[-3] == size and photos.shape[-2] == size:
+        return photos
+    return resize_uint8(photos, size).numpy()
 
 
 # --- where the photos come from ----------------------------------------------
