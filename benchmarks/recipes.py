@@ -232,7 +232,7 @@ def render(results, command):
         f"{params['batch_size']}; {machine.get('cpu', 'unknown CPU')}, {machine.get('cores', '?')} cores). "
         f"Runs dated {min(r['date'] for r in runs) if runs else '-'} to {max(r['date'] for r in runs) if runs else '-'}; "
         "the 1-minute load average at the end of each run is in the JSON. Validation: accuracy on the "
-        f"{suite.get('n_images', '?')} validation photos; shift mean: mean accuracy over the {len(suite.get('shifts', {}))} shifts of "
+        f"{suite.get('n_available', suite.get('n_images', '?'))} validation photos; shift mean: mean accuracy over the {len(suite.get('shifts', {}))} shifts of "
         f"`catdog evaluate --shifts` ({suite.get('suite', '?')}, suite seed {suite.get('seed', '?')}"
         + (f", on a seeded sample of {suite['n_images']} of the {suite['n_available']} photos" if suite.get("n_available", 0) > suite.get("n_images", 0) else "")
         + "). "
@@ -328,6 +328,8 @@ def main(argv=None):
         os.environ.setdefault("KERAS_HOME", str(common.KERAS_CACHE))
         data = {"train": common.PHOTOS / "train", "validation": common.PHOTOS / "validation", "weights": "imagenet"}
         description = "real photographs from ../shared, ImageNet weights"
+    elif args.render:  # nothing runs: no photos to write
+        data, description = None, "synthetic JPEGs, random weights"
     else:
         per_class = 6 if args.quick else 1000
         data = {
