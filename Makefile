@@ -16,7 +16,7 @@ ifneq ($(wildcard $(SHARED)/keras/models),)
 export KERAS_HOME ?= $(SHARED)/keras
 endif
 
-.PHONY: install train test bench levers clean
+.PHONY: install train test bench levers bench-recipes clean
 
 install: $(BIN)/catdog
 
@@ -42,6 +42,14 @@ bench: $(BIN)/catdog
 # Each speed lever on and off (3-4 minutes), then BENCHMARKS.md again with them.
 levers: $(BIN)/catdog
 	$(BIN)/python benchmarks/levers.py
+	$(BIN)/python benchmarks/bench.py --out BENCHMARKS.md --render
+
+# Candidate recipes x seeds on validation and the robustness suite (about 2 hours
+# of both cores for all; resumable: runs already in benchmarks/results/recipes.json
+# are skipped), then BENCHMARKS.md again with them. RECIPES_ARGS="--candidates default tutorial --seeds 0".
+RECIPES_ARGS ?=
+bench-recipes: $(BIN)/catdog
+	$(BIN)/python benchmarks/recipes.py $(RECIPES_ARGS)
 	$(BIN)/python benchmarks/bench.py --out BENCHMARKS.md --render
 
 clean:

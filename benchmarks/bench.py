@@ -474,7 +474,7 @@ def render(results, p, command):
         heading, *rest = serve_bench.render(serving)
         lines += [heading, "", *measured_by(results, "serving"), *rest[1:]]
     results_dir = pathlib.Path(__file__).resolve().parent / "results"
-    for fragment in ("levers.md", "export.md"):  # written by levers.py and export_bench.py
+    for fragment in ("recipes.md", "levers.md", "export.md"):  # written by recipes.py, levers.py and export_bench.py
         path = results_dir / fragment
         if path.exists():
             lines += [path.read_text().strip(), ""]

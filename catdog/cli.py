@@ -54,6 +54,13 @@ def probability(text):
     return value
 
 
+def unit_interval(text):
+    value = _parse(float, text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, got {text}")
+    return value
+
+
 def weights_choice(text):
     if text.lower() == "imagenet":
         return "imagenet"
@@ -101,6 +108,8 @@ def build_parser():
     train.add_argument("--fine-tune-at", type=layer_choice, default=defaults.fine_tune_at, help="first backbone layer trained in stage 2, index or name (default: %(default)s)")
     train.add_argument("--lr", type=positive_float, default=defaults.learning_rate, help="stage-1 learning rate (default: %(default)s)")
     train.add_argument("--fine-tune-lr", type=positive_float, default=defaults.fine_tune_learning_rate, help="stage-2 learning rate (default: %(default)s)")
+    train.add_argument("--fine-tune-schedule", choices=("constant", "cosine"), default=defaults.fine_tune_schedule, help="stage-2 learning rate: constant, or a cosine decay to 0 over stage 2 (default: %(default)s)")
+    train.add_argument("--label-smoothing", type=unit_interval, default=defaults.label_smoothing, help="pull the loss' targets towards 0.5 by this much, e.g. 0.1 (default: %(default)s)")
     train.add_argument("--weights", type=weights_choice, default="imagenet", help="imagenet, none, or a backbone weights file (default: imagenet)")
     train.add_argument("--no-augmentation", action="store_true", help="train without flip/rotation/zoom")
     train.add_argument("--augment-stage-one", action="store_true", help="augment while only the head trains too (default: only while fine-tuning, which measured better)")
@@ -133,6 +142,7 @@ def build_parser():
     evaluate.add_argument("--batch-size", type=positive_int, default=32)
     evaluate.add_argument("--threshold", type=probability, default=0.5, help="P(dog) from which an image is called a dog (default: %(default)s)")
     evaluate.add_argument("--tta", action="store_true", help="test-time augmentation: average P(dog) with the mirror image; reports both")
+    add_shift_arguments(evaluate)
     add_export_parser(commands)
     add_serve_parser(commands)
     parser.command_parsers = commands.choices
@@ -147,6 +157,14 @@ def add_distribute_arguments(train):
     group.add_argument("--coordinator", metavar="HOST:PORT", help=f"multihost: address of process 0, the same on every machine (default: ${ENV_COORDINATOR})")
     group.add_argument("--num-processes", type=positive_int, metavar="N", help=f"multihost: number of processes (default: ${ENV_NUM_PROCESSES})")
     group.add_argument("--process-id", type=non_negative_int, metavar="I", help=f"multihost: this process, 0..N-1; 0 writes the run folder (default: ${ENV_PROCESS_ID})")
+
+
+def add_shift_arguments(evaluate):
+    group = evaluate.add_argument_group("robustness to distribution shift (see README)")
+    group.add_argument("--shifts", action="store_true", help="also report accuracy under a fixed, seeded suite of shifts: ImageNet-C noise, blur, JPEG, brightness, contrast; greyscale, rotations, off-centre crops, zoom, low resolution, mirror images")
+    group.add_argument("--shift-only", metavar="NAMES", type=lambda text: [n for n in text.split(",") if n.strip()], help="comma-separated shifts or families to run, e.g. gaussian_noise,mirror (implies --shifts)")
+    group.add_argument("--shift-limit", type=positive_int, metavar="N", help="run the shifts on a seeded sample of at most N images (implies --shifts)")
+    group.add_argument("--shift-seed", type=seed_int, default=0, metavar="S", help="seed of the suite's random choices and of the --shift-limit sample (default: %(default)s)")
 
 
 def add_export_parser(commands):
@@ -200,6 +218,8 @@ def run_train(args):
         dropout=args.dropout,
         learning_rate=args.lr,
         fine_tune_learning_rate=args.fine_tune_lr,
+        fine_tune_schedule=args.fine_tune_schedule,
+        label_smoothing=args.label_smoothing,
         weights=args.weights,
         augmentation=not args.no_augmentation,
         augment_stage_one=args.augment_stage_one,
@@ -274,8 +294,19 @@ def run_evaluate(args):
         from catdog.ownership import EVALUATION, claim_folder
 
         claim_folder(args.out, EVALUATION)
+    shifts = args.shifts or args.shift_only or args.shift_limit
+    if shifts:
+        from catdog.robustness.evaluation import evaluate_shifts
+        from catdog.robustness.suite import select
+
+        select(args.shift_only)  # an unknown name fails before any work
     model = load_model(args.model)
     result = evaluate(model, args.data, threshold=args.threshold, batch_size=args.batch_size, tta=args.tta)
+    if shifts:
+        result.robustness = evaluate_shifts(
+            model, args.data, shifts=args.shift_only, seed=args.shift_seed, limit=args.shift_limit,
+            threshold=args.threshold, batch_size=args.batch_size, tta=args.tta,
+        )
     if args.out:
         figures = write_evaluation(result, args.out, title=f"{os.path.basename(args.model)} on {args.data}")
         write_report(os.path.join(args.out, REPORT_FILE), result, figures, title=f"catdog evaluation of {args.model}")
@@ -283,6 +314,10 @@ def run_evaluate(args):
         print(json.dumps(result.to_dict()))
     else:
         print("\n".join(summary_lines(result)))
+        if result.robustness is not None:
+            from catdog.robustness.evaluation import summary_lines as shift_lines
+
+            print("\n".join(shift_lines(result.robustness)))
         if args.out:
             print(f"wrote metrics.json, figures and {REPORT_FILE} to {args.out}")
     from catdog.names import escape

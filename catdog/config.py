@@ -11,6 +11,9 @@ from catdog.defaults import (
 )
 from catdog.errors import ConfigError
 
+#: How the stage-2 learning rate moves over stage 2.
+FINE_TUNE_SCHEDULES = ("constant", "cosine")
+
 
 @dataclass
 class TrainConfig:
@@ -32,6 +35,10 @@ class TrainConfig:
     fine_tune_at: int | str = DEFAULT_FINE_TUNE_AT
     learning_rate: float = DEFAULT_LEARNING_RATE
     fine_tune_learning_rate: float = DEFAULT_FINE_TUNE_LEARNING_RATE
+    #: "constant" keeps the stage-2 rate; "cosine" decays it to 0 over stage 2
+    fine_tune_schedule: str = "constant"
+    #: targets pulled towards 0.5 by this much in the loss (0: none)
+    label_smoothing: float = 0.0
     weights: str | None = "imagenet"
     alpha: float = 1.0
     dropout: float = 0.2
@@ -80,6 +87,12 @@ class TrainConfig:
             raise ConfigError(f"seed must be an integer from 0 to 2**32 - 1, got {self.seed}")
         if self.verbose not in (0, 1, 2):
             raise ConfigError(f"verbose must be 0, 1 or 2, got {self.verbose!r}")
+        if self.fine_tune_schedule not in FINE_TUNE_SCHEDULES:
+            raise ConfigError(
+                f"fine-tune-schedule must be one of {', '.join(FINE_TUNE_SCHEDULES)}, got {self.fine_tune_schedule!r}"
+            )
+        if not 0.0 <= float(self.label_smoothing) < 1.0:
+            raise ConfigError(f"label-smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         if str(self.distribute).lower() not in DISTRIBUTE_CHOICES:

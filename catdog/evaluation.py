@@ -51,6 +51,8 @@ class EvaluationResult:
     skipped: list = field(default_factory=list)
     confidently_wrong: list = field(default_factory=list)
     p_dog_plain: np.ndarray | None = None
+    #: A `catdog.robustness.RobustnessResult` when the shift suite ran too.
+    robustness: object = None
 
     @property
     def metrics(self):
@@ -108,6 +110,8 @@ class EvaluationResult:
                 "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
             }
         )
+        if self.robustness is not None:
+            result["robustness"] = self.robustness.to_dict()
         return result
 
 
@@ -161,7 +165,14 @@ def write_evaluation(result, out_dir, title="catdog evaluation"):
     # a new, empty or catdog-made folder only: a user's metrics.json is not replaced
     ownership.claim_folder(out_dir, ownership.EVALUATION)
     artifacts.write_json(os.path.join(out_dir, METRICS_FILE), result.to_dict())
-    return write_evaluation_figures(result, out_dir, title)
+    figures = write_evaluation_figures(result, out_dir, title)
+    if result.robustness is not None:
+        from catdog.robustness.figure import FIGURE_FILE, plot_shift_accuracy
+
+        figures["robustness"] = plot_shift_accuracy(
+            result.robustness.to_dict(), os.path.join(out_dir, FIGURE_FILE), title
+        )
+    return figures
 
 
 def _predict(model, images):

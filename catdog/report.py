@@ -25,6 +25,7 @@ FIGURE_CAPTIONS = {
     "confusion_matrix": "Confusion matrix on the evaluation images (rows: true class).",
     "roc_curve": "ROC curve with dog as the positive class; the dot is the decision threshold.",
     "confidently_wrong": "The misclassified images the model was most sure about.",
+    "robustness": "Accuracy under each shift of the robustness suite; the solid line is the clean accuracy.",
 }
 
 _STYLE = """
@@ -187,7 +188,23 @@ def _evaluation_tables(metrics):
             ),
             f"<p>{tta['changed_predictions']} of {metrics['n_images']} predictions changed class.</p>",
         ]
+    if metrics.get("robustness"):
+        parts.append(_robustness_table(metrics["robustness"]))
     return "".join(parts)
+
+
+def _robustness_table(robustness):
+    """The shift suite's accuracies (see `catdog.robustness`)."""
+    rows = [("clean", "the photos as they are", robustness["clean_accuracy"], 0.0)]
+    rows += [
+        (name, row["description"], row["accuracy"], -row["drop"]) for name, row in robustness["shifts"].items()
+    ]
+    rows.append(("mean over shifts", "", robustness["mean_accuracy"], -robustness["mean_drop"]))
+    return (
+        f"<h3>Robustness to distribution shift ({_e(robustness['suite'])}, seed {robustness['seed']}, "
+        f"{robustness['n_images']} images{', mirror averaging' if robustness.get('tta') else ''})</h3>"
+        + _table(["shift", "what it does", "accuracy", "change"], rows)
+    )
 
 
 def _stage_table(history, switch_epoch):

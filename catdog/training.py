@@ -2,6 +2,7 @@
 
 import contextlib
 import dataclasses
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -53,11 +54,11 @@ class TrainResult:
         return self.history[-1] if self.history else {}
 
 
-def compile_for_stage_one(model, learning_rate):
+def compile_for_stage_one(model, learning_rate, label_smoothing=0.0):
     """Adam + binary cross-entropy + accuracy: the stage-1 setup."""
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-        loss=keras.losses.BinaryCrossentropy(),
+        loss=keras.losses.BinaryCrossentropy(label_smoothing=float(label_smoothing)),
         metrics=[keras.metrics.BinaryAccuracy(name="accuracy")],
     )
     return model
@@ -157,7 +158,7 @@ def _train(config, callbacks, distributor, started):
                 fine_tune_at=config.fine_tune_at,
                 mixed_precision=config.mixed_precision,
             )
-            compile_for_stage_one(model, config.learning_rate)
+            compile_for_stage_one(model, config.learning_rate, config.label_smoothing)
     if verbose and distributor.name != distribute.NONE:
         print(f"catdog: training on {distributor.describe()}; global batch {config.batch_size}")
 
@@ -179,6 +180,7 @@ def _train(config, callbacks, distributor, started):
                 switch_epoch,
                 fine_tune_at=config.fine_tune_at,
                 learning_rate=config.fine_tune_learning_rate,
+                optimizer=_fine_tune_optimizer(config, splits),
                 verbose=1 if verbose == 1 else 0,  # the epoch lines of verbose 2 show the stage
             ),
             # after the switch, so that it frees the cache at the switch epoch
@@ -233,6 +235,22 @@ def _train(config, callbacks, distributor, started):
         seconds=time.perf_counter() - started,
         resumed_from=resume_from.epoch if resume_from is not None else None,
     )
+
+
+def _fine_tune_optimizer(config, splits):
+    """None (FineTuneSwitch's constant-rate Adam), or Adam with a cosine decay
+    from the stage-2 rate to 0 over the stage-2 steps."""
+    if config.fine_tune_schedule == "constant":
+        return None
+    steps = splits.steps_per_epoch or math.ceil((splits.counts.get("train") or 1) / config.batch_size)
+
+    def cosine_adam():
+        schedule = keras.optimizers.schedules.CosineDecay(
+            config.fine_tune_learning_rate, decay_steps=max(1, steps * config.fine_tune_epochs)
+        )
+        return keras.optimizers.Adam(learning_rate=schedule)
+
+    return cosine_adam
 
 
 def _feature_cache(config, splits, verbose):

@@ -31,6 +31,12 @@ class ImageAugmentation(keras.layers.Layer):
         zoom: Fraction to zoom in or out by (0.1 = +/-10%); 0 = off.
         fill_mode: How pixels outside the rotated/zoomed image are filled.
         seed: Seed for the random transforms, for reproducible runs.
+        color_jitter: Strength `s` of Keras core's `RandomColorJitter` after
+            the warp: brightness +/-s of the range, contrast x(1 +/- s),
+            saturation factor 0.5 +/- s/2 (0.5 keeps it); 0 = off.
+        grayscale: Probability of Keras core's `RandomGrayscale`; 0 = off.
+            Both are off by default: they add steps (and random draws) only
+            when asked for, so the default augmentation is unchanged.
     """
 
     def __init__(
@@ -40,6 +46,8 @@ class ImageAugmentation(keras.layers.Layer):
         zoom=DEFAULT_ZOOM,
         fill_mode="reflect",
         seed=None,
+        color_jitter=0.0,
+        grayscale=0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -48,7 +56,25 @@ class ImageAugmentation(keras.layers.Layer):
         self.zoom = float(zoom)
         self.fill_mode = fill_mode
         self.seed = seed
+        self.color_jitter = float(color_jitter)
+        self.grayscale = float(grayscale)
         self.steps = []
+        # Per-pixel colour steps, applied after the warp; the images here are
+        # preprocessed, in [-1, 1].
+        self.colour_steps = []
+        if self.color_jitter:
+            strength = self.color_jitter
+            self.colour_steps.append(
+                keras.layers.RandomColorJitter(
+                    value_range=(-1.0, 1.0),
+                    brightness_factor=strength,
+                    contrast_factor=strength,
+                    saturation_factor=(0.5 - strength / 2, 0.5 + strength / 2),
+                    seed=_offset(seed, 3),
+                )
+            )
+        if self.grayscale:
+            self.colour_steps.append(keras.layers.RandomGrayscale(self.grayscale, seed=_offset(seed, 4)))
         if flip:
             self.steps.append(keras.layers.RandomFlip(flip, seed=seed))
         if self.rotation:
@@ -70,25 +96,28 @@ class ImageAugmentation(keras.layers.Layer):
         # off for every JAX model holding this layer, and JAX then runs the
         # train step op by op.
         self.supports_jit = keras.backend.backend() != "tensorflow"
-        for step in self.steps:
+        for step in self.steps + self.colour_steps:
             step.supports_jit = self.supports_jit
 
     def build(self, input_shape):
-        for step in self.steps:
+        for step in self.steps + self.colour_steps:
             step.build(input_shape)
         self.built = True
 
     def call(self, images, training=None):
-        if not training or not self.steps:
+        if not training or not (self.steps or self.colour_steps):
             return images
         unbatched = len(images.shape) == 3
         if unbatched:
             images = ops.expand_dims(images, 0)
         images = ops.cast(images, self.compute_dtype)
-        transform = self.random_transform(images)
-        images = ops.image.affine_transform(
-            images, transform, interpolation="bilinear", fill_mode=self.fill_mode
-        )
+        if self.steps:
+            transform = self.random_transform(images)
+            images = ops.image.affine_transform(
+                images, transform, interpolation="bilinear", fill_mode=self.fill_mode
+            )
+        for step in self.colour_steps:
+            images = step(images, training=True)
         return images[0] if unbatched else images
 
     def random_transform(self, images):
@@ -118,6 +147,8 @@ class ImageAugmentation(keras.layers.Layer):
                 "zoom": self.zoom,
                 "fill_mode": self.fill_mode,
                 "seed": self.seed,
+                "color_jitter": self.color_jitter,
+                "grayscale": self.grayscale,
             }
         )
         return config

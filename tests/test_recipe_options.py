@@ -1,0 +1,84 @@
+"""Recipe options the robustness benchmark compares: label smoothing and a
+cosine stage-2 learning rate (off by default, so the default recipe is unchanged)."""
+
+import json
+import math
+
+import keras
+import numpy as np
+import pytest
+
+import catdog
+from conftest import assert_one_line_error, run_cli, tiny_model
+
+
+def test_defaults_leave_the_recipe_as_it_was():
+    config = catdog.TrainConfig()
+    assert config.label_smoothing == 0.0 and config.fine_tune_schedule == "constant"
+    model = catdog.compile_for_stage_one(tiny_model(), 1e-3)
+    assert model.loss.get_config()["label_smoothing"] == 0.0
+
+
+def test_label_smoothing_moves_the_loss_targets_towards_one_half():
+    model = catdog.compile_for_stage_one(tiny_model(), 1e-3, label_smoothing=0.2)
+    labels, p = np.array([[1.0], [0.0]]), np.array([[0.9], [0.3]])
+    targets = labels * 0.8 + 0.1  # 1 -> 0.9, 0 -> 0.1
+    expected = -np.mean(targets * np.log(p) + (1 - targets) * np.log(1 - p))
+    assert float(model.loss(labels, p)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_cosine_schedule_decays_the_stage_two_rate_to_zero_inside_fit():
+    from types import SimpleNamespace
+
+    from catdog.training import _fine_tune_optimizer
+
+    config = catdog.TrainConfig(batch_size=4, epochs=1, fine_tune_epochs=2, fine_tune_learning_rate=1e-4)
+    splits = SimpleNamespace(steps_per_epoch=2, counts={"train": 8})
+    assert _fine_tune_optimizer(config, splits) is None  # constant: FineTuneSwitch's own Adam
+    config.fine_tune_schedule = "cosine"
+    make_optimizer = _fine_tune_optimizer(config, splits)
+    keras.utils.set_random_seed(0)
+    model = catdog.compile_for_stage_one(tiny_model(augmentation=False), 1e-3)
+    rates = []
+    model.fit(
+        np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3)).astype("uint8"),
+        np.array([0, 1] * 4, "float32"),
+        batch_size=4, epochs=3, verbose=0,
+        callbacks=[
+            catdog.FineTuneSwitch(1, optimizer=make_optimizer, verbose=0),
+            keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: rates.append(logs["learning_rate"])),
+        ],
+    )
+    # Stage 2: 2 epochs of 2 steps; half way the cosine is at 1/2, at the end at 0.
+    assert rates[0] == pytest.approx(1e-3)
+    assert rates[1] == pytest.approx(1e-4 * 0.5 * (1 + math.cos(math.pi * 0.5)), rel=1e-4)
+    assert rates[2] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_bad_values_are_config_errors_and_one_line_cli_errors(tmp_path, capsys):
+    with pytest.raises(catdog.ConfigError, match="fine-tune-schedule"):
+        catdog.TrainConfig(fine_tune_schedule="linear")
+    with pytest.raises(catdog.ConfigError, match="label-smoothing"):
+        catdog.TrainConfig(label_smoothing=1.0)
+    code, _, err = run_cli(capsys, "train", "--out", tmp_path / "x", "--label-smoothing", "1.5")
+    assert_one_line_error(code, err, "--label-smoothing")
+    code, _, err = run_cli(capsys, "train", "--out", tmp_path / "x", "--fine-tune-schedule", "linear")
+    assert_one_line_error(code, err, "--fine-tune-schedule")
+
+
+def test_colour_augmentation_from_keras_core_is_opt_in_and_saves_with_the_model(tmp_path):
+    images = np.random.default_rng(0).uniform(-1, 1, (4, 32, 32, 3)).astype("float32")
+    plain = catdog.ImageAugmentation(seed=1)
+    assert plain.colour_steps == [] and plain.get_config()["color_jitter"] == 0.0
+    grey = catdog.ImageAugmentation(flip=None, rotation=0, zoom=0, grayscale=1.0, seed=1)
+    out = np.asarray(grey(images, training=True))
+    np.testing.assert_allclose(out[..., 0], out[..., 1], atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(grey(images, training=False)), images)
+    jitter = catdog.ImageAugmentation(flip=None, rotation=0, zoom=0, color_jitter=0.3, seed=1)
+    jittered = np.asarray(jitter(images, training=True))
+    assert jittered.shape == images.shape and not np.allclose(jittered, images)
+    model = tiny_model(augmentation={"color_jitter": 0.2, "grayscale": 0.1})
+    model.save(tmp_path / "m.keras")
+    loaded = catdog.load_model(str(tmp_path / "m.keras"))
+    assert loaded.augmenter.get_config()["color_jitter"] == 0.2 and loaded.augmenter.grayscale == 0.1
+    assert [type(step).__name__ for step in loaded.augmenter.colour_steps] == ["RandomColorJitter", "RandomGrayscale"]
