@@ -290,7 +290,7 @@ def _decode(path, use_pil, image_size):
     from catdog.data.decode import decode_pil, decode_tf
 
     def with_pil():
-        image = tf.numpy_function(lambda p: decode_pil(p.decode(), image_size), [path], tf.uint8)
+        image = tf.numpy_function(lambda p: decode_pil(os.fsdecode(p), image_size), [path], tf.uint8)
         image.set_shape([None, None, 3])
         return image
 
