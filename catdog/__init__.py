@@ -10,7 +10,9 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from catdog.backbone import DEFAULT_FINE_TUNE_AT, build_mobilenet_v2
+from catdog.backbones import BACKBONES, build_backbone
 from catdog.callbacks import FineTuneSwitch, replace_optimizer
+from catdog.finetune import BaseFineTuning, GradualUnfreezing, freeze, unfreeze_from
 from catdog.config import TrainConfig
 from catdog.evaluation import EvaluationResult, evaluate
 from catdog.gradcam import explain
@@ -26,12 +28,14 @@ from catdog.export import export_model, load_exported
 from catdog.feature_cache import StageOneFeatureCache
 from catdog.layers import ImageAugmentation, ImagePreprocessor
 from catdog.loading import load_model
-from catdog.model import CatDogClassifier
+from catdog.model import CatDogClassifier, ImageClassifier
 from catdog.training import TrainResult, compile_for_stage_one, train
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BACKBONES",
+    "BaseFineTuning",
     "CatDogClassifier",
     "CatdogError",
     "ConfigError",
@@ -39,6 +43,8 @@ __all__ = [
     "EvaluationResult",
     "DEFAULT_FINE_TUNE_AT",
     "FineTuneSwitch",
+    "GradualUnfreezing",
+    "ImageClassifier",
     "ImageAugmentation",
     "ImagePreprocessor",
     "ModelFileError",
@@ -47,13 +53,16 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "WeightsUnavailableError",
+    "build_backbone",
     "build_mobilenet_v2",
     "compile_for_stage_one",
     "evaluate",
     "explain",
+    "freeze",
     "export_model",
     "load_exported",
     "load_model",
     "replace_optimizer",
     "train",
+    "unfreeze_from",
 ]

@@ -3,8 +3,8 @@
 import dataclasses
 from dataclasses import dataclass
 
-from catdog.backbone import DEFAULT_FINE_TUNE_AT
-from catdog.callbacks import DEFAULT_FINE_TUNE_LEARNING_RATE
+from catdog.backbones import DEFAULT_BACKBONE
+from catdog.finetune import DEFAULT_FINE_TUNE_LEARNING_RATE
 from catdog.errors import ConfigError
 
 #: Stage-1 learning rate (Adam): the head starts from scratch.
@@ -28,10 +28,13 @@ class TrainConfig:
     batch_size: int = 32
     epochs: int = 3
     fine_tune_epochs: int = 3
-    fine_tune_at: int | str = DEFAULT_FINE_TUNE_AT
+    #: first backbone layer trained in stage 2; None: the backbone's default (100 for MobileNetV2)
+    fine_tune_at: int | str | None = None
     learning_rate: float = DEFAULT_LEARNING_RATE
     fine_tune_learning_rate: float = DEFAULT_FINE_TUNE_LEARNING_RATE
     weights: str | None = "imagenet"
+    #: a name from catdog.backbones.BACKBONES
+    backbone: str = DEFAULT_BACKBONE
     alpha: float = 1.0
     dropout: float = 0.2
     augmentation: bool = True
@@ -78,7 +81,10 @@ class TrainConfig:
             raise ConfigError(f"seed must be an integer from 0 to 2**32 - 1, got {self.seed}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        from catdog.backbones import get_spec
         from catdog.distribute import CHOICES
+
+        self.backbone = get_spec(self.backbone).name
 
         if str(self.distribute).lower() not in CHOICES:
             raise ConfigError(f"distribute must be one of {', '.join(CHOICES)}, got {self.distribute!r}")

@@ -22,7 +22,7 @@ from catdog.config import TrainConfig
 from catdog.data.sources import load_splits
 from catdog.feature_cache import StageOneFeatureCache
 from catdog.errors import CatdogError
-from catdog.model import CatDogClassifier
+from catdog.model import CAT_DOG, CatDogClassifier, ImageClassifier
 from catdog.plots import plot_training_curves
 from catdog.report import write_run_report
 
@@ -50,12 +50,17 @@ class TrainResult:
 
 
 def compile_for_stage_one(model, learning_rate):
-    """Adam + binary cross-entropy + accuracy: the stage-1 setup."""
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-        loss=keras.losses.BinaryCrossentropy(),
-        metrics=[keras.metrics.BinaryAccuracy(name="accuracy")],
-    )
+    """Adam + cross-entropy + accuracy: the stage-1 setup.
+
+    Binary cross-entropy on the one sigmoid unit of a two-class model, sparse
+    categorical cross-entropy (integer labels) on the softmax of more.
+    """
+    if getattr(model, "num_classes", 2) == 2:
+        loss, accuracy = keras.losses.BinaryCrossentropy(), keras.metrics.BinaryAccuracy(name="accuracy")
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy()
+        accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss=loss, metrics=[accuracy])
     return model
 
 
@@ -118,8 +123,12 @@ def train(config=None, callbacks=(), **overrides):
         if chief:
             _warn_if_data_changed(resume_from.previous_data, splits.summary())
     else:
+        # cats vs dogs keeps its own class (and file) as it always had
+        classifier = CatDogClassifier if tuple(splits.class_names) == CAT_DOG else ImageClassifier
         with distributor.scope():
-            model = CatDogClassifier(
+            model = classifier(
+                backbone=config.backbone,
+                class_names=list(splits.class_names),
                 image_size=config.image_size,
                 alpha=config.alpha,
                 weights=config.weights,
