@@ -7,7 +7,6 @@ from catdog.finetune import (  # noqa: F401  (re-exported: their home before cat
     BaseFineTuning,
     current_learning_rate,
     default_cut,
-    fresh_copy,
     make_optimizer,
     replace_optimizer,
     strategy_scope,
@@ -78,8 +77,6 @@ class FineTuneSwitch(BaseFineTuning):
         return default_cut(self.model, self.backbone_of(self.model))
 
     def optimizer_for_epoch(self, epoch, model):
-        if self.stage_for_epoch(epoch) == HEAD_ONLY:
-            return fresh_copy(model.optimizer)
         return make_optimizer(self.optimizer, self.learning_rate)
 
     def switch(self, epoch=None):

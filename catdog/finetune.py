@@ -42,9 +42,21 @@ def is_batchnorm(layer):
     return isinstance(layer, keras.layers.BatchNormalization)
 
 
+def set_trainable(layer, value):
+    """`layer.trainable = value` for `layer` and every layer nested in it.
+
+    Setting it on the outer layer alone is not enough: Keras passes the flag
+    on to nested layers only when the outer layer's own flag changes, so
+    `backbone.trainable = True` on an already trainable backbone leaves
+    frozen layers inside it frozen.
+    """
+    for sub in sublayers(layer):
+        sub.trainable = value
+
+
 def freeze(layer):
-    """Nothing in `layer` trains (Keras propagates the flag to nested layers)."""
-    layer.trainable = False
+    """Nothing in `layer` trains."""
+    set_trainable(layer, False)
 
 
 def resolve_cut(backbone, cut):
@@ -80,10 +92,10 @@ def unfreeze_from(backbone, cut, train_batchnorm=False):
     Returns the cut as an index. `cut` is what `resolve_cut` takes.
     """
     index = resolve_cut(backbone, cut)
-    backbone.trainable = True
+    set_trainable(backbone, True)
     for position, layer in enumerate(_layers_of(backbone)):
         if position < index:
-            layer.trainable = False
+            set_trainable(layer, False)
     if not train_batchnorm:
         for layer in sublayers(backbone):
             if is_batchnorm(layer):
@@ -120,7 +132,8 @@ def replace_optimizer(model, optimizer):
             optimizer, keras.optimizers.LossScaleOptimizer
         ):
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-        optimizer.build(model.trainable_variables)
+        if model.built:  # else Keras builds both at the first step
+            optimizer.build(model.trainable_variables)
     model.optimizer = optimizer
     # On JAX, fit() reads the variables' values into its state at the start
     # of each epoch (after on_epoch_begin), so a switch made there is seen by
@@ -130,7 +143,12 @@ def replace_optimizer(model, optimizer):
 
 
 def fresh_copy(optimizer):
-    """A new, unbuilt optimizer with the same settings (no slots, iteration 0)."""
+    """A new, unbuilt optimizer with the same settings (no slots, iteration 0).
+
+    One not built yet is returned as it is: Keras builds it at the first step.
+    """
+    if not optimizer.built:
+        return optimizer
     if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
         optimizer = optimizer.inner_optimizer
     return optimizer.__class__.from_config(optimizer.get_config())
@@ -201,7 +219,10 @@ class BaseFineTuning(keras.callbacks.Callback):
       `resolve_cut` takes (an index, a layer name, a fraction): the first
       backbone layer that trains in that epoch.
     - `optimizer_for_epoch(epoch, model)`: the optimizer to train with from
-      an epoch where the trainable layers change.
+      an epoch where the trainable layers change and part of the backbone
+      trains.
+    - `frozen_optimizer(model)`: the optimizer when the backbone gets frozen
+      (default: a fresh copy of the model's, for the head alone).
 
     At the start of each epoch the callback asks the policy and, only when
     the trainable flags it implies differ from the model's, applies them and
@@ -232,6 +253,9 @@ class BaseFineTuning(keras.callbacks.Callback):
 
     def optimizer_for_epoch(self, epoch, model):
         raise NotImplementedError
+
+    def frozen_optimizer(self, model):
+        return fresh_copy(model.optimizer)
 
     # mechanism
     def backbone_of(self, model):
@@ -270,11 +294,11 @@ class BaseFineTuning(keras.callbacks.Callback):
         # start, where the switch normally happens, this is a no-op.
         if hasattr(model, "jax_state_sync"):
             model.jax_state_sync()
-        self.set_trainable(model, backbone, cut)
+        self.apply_cut(model, backbone, cut)
         # Under tf.distribute an optimizer belongs to the strategy it was made
         # in (its iteration counter is created in __init__): make it there.
         with strategy_scope(model):
-            optimizer = self.optimizer_for_epoch(epoch, model)
+            optimizer = self.frozen_optimizer(model) if cut is None else self.optimizer_for_epoch(epoch, model)
         replace_optimizer(model, optimizer)
         # A test function traced before may have read the old state (catdog's
         # stage-1 feature cache); validation gets its own.
@@ -288,7 +312,7 @@ class BaseFineTuning(keras.callbacks.Callback):
             )
         return True
 
-    def set_trainable(self, model, backbone, cut):
+    def apply_cut(self, model, backbone, cut):
         """Freeze the backbone (cut None) or unfreeze it from `cut`, BatchNorm frozen."""
         if cut is None:
             if hasattr(model, "freeze_backbone"):
@@ -302,7 +326,7 @@ class BaseFineTuning(keras.callbacks.Callback):
 
     @staticmethod
     def _state_for(backbone, cut):
-        """The trainable flags `set_trainable` would leave (computed, nothing changed)."""
+        """The trainable flags `apply_cut` would leave (computed, nothing changed)."""
         return expected_state(backbone, cut)
 
     def get_config(self):
