@@ -132,7 +132,7 @@ def test_37_class_model_predicts_and_evaluates_from_the_command_line(run_37, cap
         with Image.open(tmp_path / "eval" / figure) as image:
             assert image.size[0] >= 600  # a 37x37 matrix gets room
     heat_map = catdog.explain(catdog.load_model(str(model_file)), str(photo))
-    assert heat_map.shape == (36, 40) and 0 <= heat_map.min() <= heat_map.max() <= 1
+    assert heat_map.shape == (40, 36)  # the photo's height and width and 0 <= heat_map.min() <= heat_map.max() <= 1
 
 
 def test_cats_and_dogs_folder_still_gives_a_catdog_classifier(tmp_path):
