@@ -19,6 +19,13 @@ __version__ = "0.1.0"
 
 #: Public name -> the module that defines it.
 _EXPORTS = {
+    "BACKBONES": "catdog.backbones",
+    "BaseFineTuning": "catdog.finetune",
+    "GradualUnfreezing": "catdog.finetune",
+    "ImageClassifier": "catdog.model",
+    "build_backbone": "catdog.backbones",
+    "freeze": "catdog.finetune",
+    "unfreeze_from": "catdog.finetune",
     "CatDogClassifier": "catdog.model",
     "CatdogError": "catdog.errors",
     "ConfigError": "catdog.errors",

@@ -74,7 +74,30 @@ def weights_choice(text):
 
 
 def layer_choice(text):
-    return int(text) if text.lstrip("-").isdigit() else text
+    if text.lstrip("-").isdigit():
+        return int(text)
+    try:
+        fraction = float(text)
+    except ValueError:
+        return text
+    if not 0.0 < fraction < 1.0:
+        raise argparse.ArgumentTypeError(f"a fraction must be between 0 and 1, got {text}")
+    return fraction
+
+
+def _backbone_names():
+    from catdog.defaults import BACKBONE_NAMES
+
+    return BACKBONE_NAMES
+
+
+def backbone_choice(text):
+    from catdog.defaults import BACKBONE_NAMES, canonical_backbone_name
+
+    name = canonical_backbone_name(text)
+    if name is None:
+        raise argparse.ArgumentTypeError(f"unknown backbone {text!r}: choose one of {', '.join(BACKBONE_NAMES)}")
+    return name
 
 
 def _parse(kind, text):
@@ -96,7 +119,7 @@ def build_parser():
     commands.required = True
 
     train = commands.add_parser("train", help="train a model and write a run folder")
-    train.add_argument("--data", default=defaults.data, help="tfds:cats_vs_dogs or a folder with cat(s)/ and dog(s)/ (default: %(default)s)")
+    train.add_argument("--data", default=defaults.data, help="tfds:cats_vs_dogs, a folder with cat(s)/ and dog(s)/, or a folder with one sub-folder per class (default: %(default)s)")
     train.add_argument("--val-data", help="separate validation folder (default: a seeded split of --data)")
     train.add_argument("--val-split", type=probability, default=defaults.val_split, help="validation fraction when splitting a folder (default: %(default)s)")
     train.add_argument("--config", metavar="FILE", help="read settings from a JSON or YAML file with TrainConfig's keys, such as a run's own config.json; options given here win (see README)")
@@ -105,7 +128,8 @@ def build_parser():
     train.add_argument("--batch-size", type=positive_int, default=defaults.batch_size)
     train.add_argument("--epochs", type=non_negative_int, default=defaults.epochs, help="stage-1 epochs, backbone frozen (default: %(default)s)")
     train.add_argument("--fine-tune-epochs", type=non_negative_int, default=defaults.fine_tune_epochs, help="stage-2 epochs (default: %(default)s)")
-    train.add_argument("--fine-tune-at", type=layer_choice, default=defaults.fine_tune_at, help="first backbone layer trained in stage 2, index or name (default: %(default)s)")
+    train.add_argument("--backbone", type=backbone_choice, default=defaults.backbone, help=f"the pre-trained network: {', '.join(_backbone_names())} (default: %(default)s)")
+    train.add_argument("--fine-tune-at", type=layer_choice, default=defaults.fine_tune_at, help="first backbone layer trained in stage 2: index, name or fraction of the layers (default: the backbone's; 100 for MobileNetV2)")
     train.add_argument("--lr", type=positive_float, default=defaults.learning_rate, help="stage-1 learning rate (default: %(default)s)")
     train.add_argument("--fine-tune-lr", type=positive_float, default=defaults.fine_tune_learning_rate, help="stage-2 learning rate (default: %(default)s)")
     train.add_argument("--fine-tune-schedule", choices=("constant", "cosine"), default=defaults.fine_tune_schedule, help="stage-2 learning rate: constant, or a cosine decay to 0 over stage 2 (default: %(default)s)")
@@ -126,7 +150,7 @@ def build_parser():
     # TrainConfig keys without an option of their own: only a --config file sets them.
     train.set_defaults(alpha=defaults.alpha, dropout=defaults.dropout)
 
-    predict = commands.add_parser("predict", help="P(dog) for image files and folders")
+    predict = commands.add_parser("predict", help="the class (and P(dog), or the class's probability) of image files and folders")
     predict.add_argument("model", help="a catdog .keras file")
     predict.add_argument("paths", nargs="+", metavar="IMAGE_OR_DIR")
     predict.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -136,7 +160,7 @@ def build_parser():
 
     evaluate = commands.add_parser("evaluate", help="metrics, figures and a report on labelled data")
     evaluate.add_argument("model", help="a catdog .keras file")
-    evaluate.add_argument("--data", required=True, help="folder with cat(s)/ and dog(s)/, or tfds:cats_vs_dogs[:SPLIT] (default split: the recipe's validation part)")
+    evaluate.add_argument("--data", required=True, help="folder with a sub-folder per class of the model (cat(s)/ and dog(s)/), or tfds:cats_vs_dogs[:SPLIT] (default split: the recipe's validation part)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.add_argument("--out", metavar="DIR", help="also write metrics.json, the figures and report.html into DIR")
     evaluate.add_argument("--batch-size", type=positive_int, default=32)
@@ -214,6 +238,7 @@ def run_train(args):
         epochs=args.epochs,
         fine_tune_epochs=args.fine_tune_epochs,
         fine_tune_at=args.fine_tune_at,
+        backbone=args.backbone,
         alpha=args.alpha,
         dropout=args.dropout,
         learning_rate=args.lr,
@@ -276,7 +301,7 @@ def run_predict(args):
         else:
             # names escaped (catdog.names.escape): a tab or newline in one cannot forge a row
             extra = f"\t{escape(explanation) if explanation else '-'}" if args.explain else ""
-            print(f"{escape(prediction.path)}\t{prediction.label}\t{prediction.p_dog:.4f}{extra}")
+            print(f"{escape(prediction.path)}\t{escape(prediction.label)}\t{prediction.score:.4f}{extra}")
     for item in skipped:
         print(f"catdog: skipped {escape(item.path)}: {escape(item.reason)}", file=sys.stderr)
     if not predictions:

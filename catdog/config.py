@@ -4,10 +4,12 @@ import dataclasses
 from dataclasses import dataclass
 
 from catdog.defaults import (
-    DEFAULT_FINE_TUNE_AT,
+    BACKBONE_NAMES,
+    DEFAULT_BACKBONE,
     DEFAULT_FINE_TUNE_LEARNING_RATE,
     DEFAULT_LEARNING_RATE,
     DISTRIBUTE_CHOICES,
+    canonical_backbone_name,
 )
 from catdog.errors import ConfigError
 
@@ -32,7 +34,8 @@ class TrainConfig:
     batch_size: int = 32
     epochs: int = 3
     fine_tune_epochs: int = 3
-    fine_tune_at: int | str = DEFAULT_FINE_TUNE_AT
+    #: first backbone layer trained in stage 2; None: the backbone's default (100 for MobileNetV2)
+    fine_tune_at: int | str | None = None
     learning_rate: float = DEFAULT_LEARNING_RATE
     fine_tune_learning_rate: float = DEFAULT_FINE_TUNE_LEARNING_RATE
     #: "constant" keeps the stage-2 rate; "cosine" decays it to 0 over stage 2
@@ -40,6 +43,8 @@ class TrainConfig:
     #: targets pulled towards 0.5 by this much in the loss (0: none)
     label_smoothing: float = 0.0
     weights: str | None = "imagenet"
+    #: a name from catdog.backbones.BACKBONES
+    backbone: str = DEFAULT_BACKBONE
     alpha: float = 1.0
     dropout: float = 0.2
     augmentation: bool = True
@@ -95,6 +100,10 @@ class TrainConfig:
             raise ConfigError(f"label-smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        backbone = canonical_backbone_name(self.backbone)
+        if backbone is None:
+            raise ConfigError(f"unknown backbone {self.backbone!r}: choose one of {', '.join(BACKBONE_NAMES)}")
+        self.backbone = backbone
         if str(self.distribute).lower() not in DISTRIBUTE_CHOICES:
             raise ConfigError(f"distribute must be one of {', '.join(DISTRIBUTE_CHOICES)}, got {self.distribute!r}")
 

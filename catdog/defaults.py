@@ -29,3 +29,19 @@ QUANTIZE_INT8, QUANTIZE_FLOAT16 = "int8", "float16"
 QUANTIZATIONS = (QUANTIZE_INT8, QUANTIZE_FLOAT16)
 #: Images used to calibrate int8 quantization, at most.
 DEFAULT_CALIBRATION_IMAGES = 100
+
+#: The backbone built when none is named, and the names `--backbone` takes
+#: (catdog.backbones.BACKBONES builds each; a test keeps the two in step).
+DEFAULT_BACKBONE = "MobileNetV2"
+BACKBONE_NAMES = (
+    "MobileNetV2", "MobileNetV3Small", "MobileNetV3Large",
+    "EfficientNetB0", "EfficientNetB1", "EfficientNetB2", "EfficientNetB3",
+    "EfficientNetV2B0", "EfficientNetV2B1", "EfficientNetV2B2", "EfficientNetV2B3", "EfficientNetV2S",
+    "ResNet50", "ResNet50V2", "ConvNeXtTiny", "DenseNet121",
+)
+
+
+def canonical_backbone_name(name):
+    """A backbone name as catdog spells it ("efficientnet_b0" -> "EfficientNetB0"), or None."""
+    key = str(name).lower().replace("_", "").replace("-", "")
+    return next((known for known in BACKBONE_NAMES if known.lower() == key), None)

@@ -9,7 +9,7 @@ from catdog import artifacts, ownership
 from catdog.data.folders import CLASS_NAMES
 from catdog.data.labelled import labelled_data
 from catdog.errors import DataError
-from catdog.metrics import classification_metrics, predicted_labels
+from catdog.metrics import classification_metrics, multiclass_metrics, predicted_labels
 from catdog.names import escape
 
 METRICS_FILE = "metrics.json"
@@ -20,27 +20,51 @@ TTA_METHOD = "mean P(dog) of the image and its mirror image (horizontal flip)"
 
 @dataclass
 class WrongExample:
-    """A misclassified image: the pixels the model saw, and its file if it had one."""
+    """A misclassified image: the pixels the model saw, and its file if it had one.
+
+    `p_dog` is P(second class) for two classes; with more, `predicted` is the
+    class chosen and `probability` its probability.
+    """
 
     image: np.ndarray
     label: int
-    p_dog: float
+    p_dog: float | None = None
     path: str | None = None
+    class_names: tuple = CLASS_NAMES
+    predicted: int | None = None
+    probability: float | None = None
 
     @property
     def true_class(self):
-        return CLASS_NAMES[int(self.label)]
+        return self.class_names[int(self.label)]
+
+    @property
+    def caption(self):
+        """'true cat, P(dog) 0.912' or 'true beagle, basset 0.870'."""
+        if self.predicted is None:
+            return f"true {self.true_class}, P({self.class_names[1]}) {self.p_dog:.3f}"
+        return f"true {self.true_class}, {self.class_names[self.predicted]} {self.probability:.3f}"
 
     def to_dict(self):
-        return {"path": self.path, "true_label": self.true_class, "p_dog": round(self.p_dog, 6)}
+        if self.predicted is None:
+            return {"path": self.path, "true_label": self.true_class, "p_dog": round(self.p_dog, 6)}
+        return {
+            "path": self.path,
+            "true_label": self.true_class,
+            "predicted_label": self.class_names[self.predicted],
+            "probability": round(self.probability, 6),
+        }
 
 
 @dataclass
 class EvaluationResult:
-    """Labels and P(dog) of every evaluated image, and the metrics they give.
+    """Labels and predictions of every evaluated image, and the metrics they give.
 
-    With test-time augmentation `p_dog` holds the averaged probabilities and
-    `p_dog_plain` those of the plain images, so the effect can be reported.
+    `p_dog` holds the model's outputs: P(second class), shape (n,), for two
+    classes; the (n, N) probabilities for more (`probabilities` is always
+    (n, N)). With test-time augmentation `p_dog` holds the averaged
+    probabilities and `p_dog_plain` those of the plain images, so the effect
+    can be reported.
     """
 
     labels: np.ndarray
@@ -53,10 +77,33 @@ class EvaluationResult:
     p_dog_plain: np.ndarray | None = None
     #: A `catdog.robustness.RobustnessResult` when the shift suite ran too.
     robustness: object = None
+    class_names: tuple = CLASS_NAMES
+
+    @property
+    def is_binary(self):
+        return len(self.class_names) == 2
+
+    @property
+    def probabilities(self):
+        from catdog.model import probability_matrix
+
+        return probability_matrix(self.p_dog)
+
+    def _metrics_of(self, outputs):
+        if self.is_binary:
+            return classification_metrics(self.labels, outputs, self.threshold, self.class_names)
+        return multiclass_metrics(self.labels, outputs, self.class_names)
+
+    def predicted(self, outputs=None):
+        """Predicted class indices (of `outputs`, default `p_dog`)."""
+        outputs = self.p_dog if outputs is None else outputs
+        if self.is_binary:
+            return predicted_labels(outputs, self.threshold)
+        return np.asarray(outputs).argmax(axis=1)
 
     @property
     def metrics(self):
-        return classification_metrics(self.labels, self.p_dog, self.threshold)
+        return self._metrics_of(self.p_dog)
 
     @property
     def accuracy(self):
@@ -87,11 +134,9 @@ class EvaluationResult:
         if self.p_dog_plain is None:
             return None
         keys = ("accuracy", "auc", "log_loss")
-        plain = classification_metrics(self.labels, self.p_dog_plain, self.threshold)
+        plain = self._metrics_of(self.p_dog_plain)
         augmented = self.metrics
-        changed = predicted_labels(self.p_dog, self.threshold) != predicted_labels(
-            self.p_dog_plain, self.threshold
-        )
+        changed = self.predicted() != self.predicted(self.p_dog_plain)
         return {
             "method": TTA_METHOD,
             "without": {key: plain[key] for key in keys},
@@ -119,10 +164,12 @@ def evaluate(model, data, threshold=0.5, batch_size=32, tta=False, n_wrong=N_WRO
     """Evaluate `model` on labelled `data` and return an `EvaluationResult`.
 
     Args:
-        model: A `CatDogClassifier` or the path of its `.keras` file.
-        data: A folder with cat(s)/ and dog(s)/, `"tfds:cats_vs_dogs[:SPLIT]"`,
-            a `tf.data.Dataset` of (image, label), or `(images, labels)`.
-        threshold: P(dog) from which an image counts as a dog.
+        model: A catdog classifier or the path of its `.keras` file.
+        data: A folder with a sub-folder per class of the model (cat(s)/ and
+            dog(s)/), `"tfds:cats_vs_dogs[:SPLIT]"`, a `tf.data.Dataset` of
+            (image, label), or `(images, labels)`.
+        threshold: P(dog) (P of the second class) from which an image counts
+            as a dog; two classes only (with more, the most probable wins).
         tta: Also predict on mirrored images and average (flip averaging).
         n_wrong: How many of the most confidently wrong images to keep.
     """
@@ -130,9 +177,10 @@ def evaluate(model, data, threshold=0.5, batch_size=32, tta=False, n_wrong=N_WRO
         from catdog.loading import load_model
 
         model = load_model(os.fspath(model))
-    data = labelled_data(data, model.image_size, batch_size)
+    class_names = tuple(getattr(model, "class_names", None) or CLASS_NAMES)
+    data = labelled_data(data, model.image_size, batch_size, class_names=class_names)
     labels, plain, averaged = [], [], []
-    wrong = _MostConfidentlyWrong(n_wrong, threshold)
+    wrong = _MostConfidentlyWrong(n_wrong, threshold, class_names)
     for images, batch_labels in data.dataset:
         images = np.asarray(images)
         batch_labels = np.asarray(batch_labels, np.float32).reshape(-1)
@@ -155,6 +203,7 @@ def evaluate(model, data, threshold=0.5, batch_size=32, tta=False, n_wrong=N_WRO
         skipped=list(data.skipped),
         confidently_wrong=wrong.examples(),
         p_dog_plain=plain if tta else None,
+        class_names=class_names,
     )
 
 
@@ -176,17 +225,20 @@ def write_evaluation(result, out_dir, title="catdog evaluation"):
 
 
 def _predict(model, images):
-    return np.asarray(model.predict_on_batch(np.ascontiguousarray(images)), np.float64).reshape(-1)
+    outputs = np.asarray(model.predict_on_batch(np.ascontiguousarray(images)), np.float64)
+    return outputs.reshape(-1) if outputs.shape[-1] == 1 else outputs
 
 
 class _MostConfidentlyWrong:
-    """Keeps the `n` misclassified images with P(dog) furthest from their label."""
+    """Keeps the `n` misclassified images whose true class got the lowest probability."""
 
-    def __init__(self, n, threshold):
-        self.n, self.threshold = n, threshold
+    def __init__(self, n, threshold, class_names=CLASS_NAMES):
+        self.n, self.threshold, self.class_names = n, threshold, tuple(class_names)
         self.kept = []  # (distance, index, WrongExample)
 
     def add(self, images, labels, p_dog, start, paths=None):
+        if len(self.class_names) > 2:
+            return self._add_multiclass(images, labels, p_dog, start, paths)
         misses = np.flatnonzero(predicted_labels(p_dog, self.threshold) != (labels >= 0.5))
         for i in misses:
             index = start + int(i)
@@ -195,8 +247,28 @@ class _MostConfidentlyWrong:
                 label=int(labels[i] >= 0.5),
                 p_dog=float(p_dog[i]),
                 path=paths[index] if paths is not None else None,
+                class_names=self.class_names,
             )
             self.kept.append((abs(float(p_dog[i]) - float(labels[i] >= 0.5)), index, example))
+        self._trim()
+
+    def _add_multiclass(self, images, labels, probabilities, start, paths):
+        truth = labels.astype(np.int64)
+        predicted = probabilities.argmax(axis=1)
+        for i in np.flatnonzero(predicted != truth):
+            index = start + int(i)
+            example = WrongExample(
+                image=_as_uint8(images[i]),
+                label=int(truth[i]),
+                path=paths[index] if paths is not None else None,
+                class_names=self.class_names,
+                predicted=int(predicted[i]),
+                probability=float(probabilities[i, predicted[i]]),
+            )
+            self.kept.append((1.0 - float(probabilities[i, truth[i]]), index, example))
+        self._trim()
+
+    def _trim(self):
         self.kept.sort(key=lambda item: (-item[0], item[1]))
         del self.kept[self.n:]
 
@@ -214,19 +286,31 @@ def _as_uint8(image):
 def summary_lines(result):
     """The evaluation as a few lines of text for the terminal."""
     metrics = result.metrics
+    names = result.class_names
+    rule = (
+        f"{names[1]} when P({names[1]}) >= {result.threshold:g}"
+        if result.is_binary
+        else f"{len(names)} classes, the most probable wins"
+    )
     lines = [
-        f"{result.n_images} images from {escape(result.source)} ({result.n_skipped} skipped), "
-        f"dog when P(dog) >= {result.threshold:g}",
-        f"accuracy {_text(metrics['accuracy'])}  ROC AUC {_text(metrics['auc'])}  "
-        f"log loss {_text(metrics['log_loss'])}",
+        f"{result.n_images} images from {escape(result.source)} ({result.n_skipped} skipped), {rule}",
+        f"accuracy {_text(metrics['accuracy'])}  ROC AUC {_text(metrics['auc'])}"
+        + ("" if result.is_binary else " (one-vs-rest, macro)")
+        + f"  log loss {_text(metrics['log_loss'])}",
+        f"macro-F1 {_text(metrics['macro_f1'])}"
+        + "".join(f"  top-{k} accuracy {_text(v)}" for k, v in metrics["top_k_accuracy"].items() if k != "1"),
     ]
     for name, scores in metrics["per_class"].items():
         lines.append(
             f"{name}: precision {_text(scores['precision'])}  recall {_text(scores['recall'])}  "
             f"F1 {_text(scores['f1'])}  ({scores['support']} images)"
         )
-    (tn, fp), (fn, tp) = metrics["confusion_matrix"]
-    lines.append(f"confusion matrix: true cat -> {tn} cat, {fp} dog; true dog -> {fn} cat, {tp} dog")
+    if result.is_binary:
+        (tn, fp), (fn, tp) = metrics["confusion_matrix"]
+        a, b = names
+        lines.append(f"confusion matrix: true {a} -> {tn} {a}, {fp} {b}; true {b} -> {fn} {a}, {tp} {b}")
+    else:
+        lines.append("confusion matrix: in --json and --out (metrics.json, confusion_matrix.png)")
     effect = result.tta_effect()
     if effect:
         changes = [

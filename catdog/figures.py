@@ -37,19 +37,35 @@ def write_evaluation_figures(result, out_dir, title="catdog evaluation"):
 
 def plot_confusion_matrix(result, path, title="catdog evaluation"):
     matrix = result.confusion_matrix
+    names = list(getattr(result, "class_names", CLASS_NAMES))
+    n = len(names)
     row_totals = matrix.sum(axis=1, keepdims=True)
     shares = np.divide(matrix, row_totals, out=np.zeros(matrix.shape), where=row_totals > 0)
-    figure, axis = plt.subplots(figsize=(5.2, 4.6), constrained_layout=True)
+    # Cells, labels and fonts scale with the classes: 37 stay legible.
+    side = 4.6 if n <= 3 else min(4.0 + 0.42 * n, 24.0)
+    cell_font = 11 if n <= 3 else max(5, 11 - n // 5)
+    figure, axis = plt.subplots(figsize=(side + 0.6, side), constrained_layout=True)
     image = axis.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
     for (row, column), count in np.ndenumerate(matrix):
+        if n > 3 and count == 0:
+            continue
+        text = f"{count}\n{shares[row, column]:.1%} of true {names[row]}" if n <= 3 else str(count)
         axis.text(
-            column, row, f"{count}\n{shares[row, column]:.1%} of true {CLASS_NAMES[row]}",
-            ha="center", va="center", fontsize=11,
+            column, row, text, ha="center", va="center", fontsize=cell_font,
             color="white" if shares[row, column] > 0.5 else "black",
         )
-    axis.set_xticks(range(2), [f"predicted {name}" for name in CLASS_NAMES])
-    axis.set_yticks(range(2), [f"true {name}" for name in CLASS_NAMES])
-    axis.set_xlabel(f"prediction (dog when P(dog) >= {result.threshold:g})")
+    tick_font = 10 if n <= 10 else max(6, 10 - n // 10)
+    if n <= 3:
+        axis.set_xticks(range(n), [f"predicted {name}" for name in names])
+        axis.set_yticks(range(n), [f"true {name}" for name in names])
+    else:
+        axis.set_xticks(range(n), names, rotation=90, fontsize=tick_font)
+        axis.set_yticks(range(n), names, fontsize=tick_font)
+    axis.set_xlabel(
+        f"prediction ({names[1]} when P({names[1]}) >= {result.threshold:g})"
+        if n == 2
+        else "predicted class (the most probable)"
+    )
     axis.set_ylabel("true class")
     accuracy = result.accuracy
     axis.set_title(
@@ -62,6 +78,8 @@ def plot_confusion_matrix(result, path, title="catdog evaluation"):
 
 
 def plot_roc_curve(result, path, title="catdog evaluation"):
+    if not getattr(result, "is_binary", True):
+        return plot_one_vs_rest_auc(result, path, title)
     figure, axis = plt.subplots(figsize=(5.2, 4.8), constrained_layout=True)
     axis.plot([0, 1], [0, 1], ":", color="grey", label="chance (AUC 0.5)")
     auc = result.auc
@@ -80,6 +98,31 @@ def plot_roc_curve(result, path, title="catdog evaluation"):
     axis.set_ylabel("true positive rate (dogs called dogs)")
     axis.set_title(f"ROC curve, dog as positive ({result.n_images} images)")
     axis.grid(alpha=0.3)
+    axis.legend(loc="lower right")
+    figure.suptitle(title, fontsize=10, color="dimgrey")
+    _save(figure, path)
+
+
+def plot_one_vs_rest_auc(result, path, title="catdog evaluation"):
+    """N classes: each class's one-vs-rest ROC AUC as a bar, lowest at the top."""
+    aucs = result.metrics["auc_per_class"]
+    names = sorted(aucs, key=lambda name: (aucs[name] is None, -(aucs[name] or 0.0)), reverse=True)
+    figure, axis = plt.subplots(figsize=(6.4, 1.6 + 0.24 * len(names)), constrained_layout=True)
+    values = [aucs[name] if aucs[name] is not None else 0.0 for name in names]
+    colours = ["tab:blue" if aucs[name] is not None else "lightgrey" for name in names]
+    bars = axis.barh(range(len(names)), values, color=colours)
+    for bar, name in zip(bars, names):
+        label = "n/a (class absent)" if aucs[name] is None else f"{aucs[name]:.3f}"
+        axis.text(min(bar.get_width(), 1.0) + 0.01, bar.get_y() + bar.get_height() / 2, label, va="center", fontsize=8)
+    axis.set_yticks(range(len(names)), names, fontsize=8 if len(names) > 20 else 10)
+    axis.set_xlim(0.0, 1.15)
+    axis.axvline(0.5, linestyle=":", color="grey", label="chance (0.5)")
+    axis.set_xlabel("ROC AUC of the class against all others")
+    macro = result.auc
+    axis.set_title(
+        f"One-vs-rest ROC AUC per class ({result.n_images} images)"
+        + ("" if macro is None else f"; macro {macro:.4f}")
+    )
     axis.legend(loc="lower right")
     figure.suptitle(title, fontsize=10, color="dimgrey")
     _save(figure, path)
@@ -106,7 +149,7 @@ def plot_confidently_wrong(examples, path, title="catdog evaluation", columns=4)
         axis.imshow(picture, cmap="gray" if picture.ndim == 2 else None)
         name = os.path.basename(example.path) if example.path else ""
         axis.set_title(
-            f"true {example.true_class}, P(dog) {example.p_dog:.3f}" + (f"\n{name}" if name else ""),
+            example.caption + (f"\n{name}" if name else ""),
             fontsize=10,
             color="darkred",
         )

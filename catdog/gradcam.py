@@ -32,8 +32,8 @@ def explain(model, image, layer=None, target="predicted"):
             path to an image file.
         layer: Backbone layer whose activations are weighted (name or
             index); default: the backbone's output, its last 7x7 map at 224.
-        target: `"predicted"` explains the class the model chose, `"dog"` or
-            `"cat"` the evidence for that class.
+        target: `"predicted"` explains the class the model chose, a class
+            name (`"dog"` or `"cat"`) the evidence for that class.
 
     Returns:
         float32 array (height, width) in [0, 1]; 1 marks the pixels that most
@@ -51,8 +51,9 @@ def class_activation_maps(model, images, layer=None, target="predicted"):
             f"Grad-CAM needs the TensorFlow backend, this is {keras.backend.backend()} "
             "(set KERAS_BACKEND=tensorflow)"
         )
-    if target not in TARGETS:
-        raise ConfigError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
+    names = list(getattr(model, "class_names", None) or TARGETS[1:][::-1])
+    if target != "predicted" and target not in names:
+        raise ConfigError(f"target must be one of {', '.join(['predicted', *names])}, got {target!r}")
     import tensorflow as tf
 
     features_of = _feature_model(model.backbone, layer)
@@ -61,11 +62,15 @@ def class_activation_maps(model, images, layer=None, target="predicted"):
         tape.watch(inputs)
         feature_map, backbone_output = features_of(inputs, training=False)
         logit = _logit(model, backbone_output)
-        if target == "predicted":
-            sign = ops.where(logit >= 0, 1.0, -1.0)
-        else:
-            sign = 1.0 if target == "dog" else -1.0
-        score = ops.sum(ops.stop_gradient(sign) * logit)
+        if logit.shape[-1] == 1:  # one sigmoid unit: P(second class)
+            if target == "predicted":
+                sign = ops.where(logit >= 0, 1.0, -1.0)
+            else:
+                sign = 1.0 if target == names[1] else -1.0
+            score = ops.sum(ops.stop_gradient(sign) * logit)
+        else:  # softmax: the chosen class's logit
+            index = ops.argmax(logit, axis=-1) if target == "predicted" else ops.full((logit.shape[0],), names.index(target))
+            score = ops.sum(ops.stop_gradient(ops.one_hot(index, logit.shape[-1])) * logit)
     gradients = tape.gradient(score, feature_map)
     if gradients is None:
         raise RuntimeError("no gradient reached the feature map")  # would be a catdog bug
@@ -170,7 +175,9 @@ def write_explanations(model, predictions, out_dir, layer=None):
             heat_map = explain(model, pixels, layer=layer)
             plot_explanation(
                 target, pixels, heat_map,
-                f"{os.path.basename(prediction.path)}: {prediction.label}, P(dog) {prediction.p_dog:.3f}",
+                f"{os.path.basename(prediction.path)}: {prediction.label}, "
+                f"P({prediction.class_names[1] if np.ndim(prediction.p_dog) == 0 else prediction.label}) "
+                f"{prediction.score:.3f}",
             )
         except ConfigError:
             raise

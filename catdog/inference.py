@@ -15,16 +15,48 @@ from catdog.errors import ConfigError
 
 @dataclass
 class Prediction:
+    """One file's prediction.
+
+    `p_dog` is the model's output: P(second class) for two classes (P(dog)
+    for cats vs dogs), the vector of class probabilities for more.
+    """
+
     path: str
-    p_dog: float
+    p_dog: object
     threshold: float = 0.5
+    class_names: tuple = CLASS_NAMES
+
+    @property
+    def probabilities(self):
+        """{class name: probability} for every class."""
+        values = np.asarray(self.p_dog, np.float64).reshape(-1)
+        if values.size == 1:
+            values = np.array([1.0 - values[0], values[0]])
+        return {name: float(p) for name, p in zip(self.class_names, values)}
 
     @property
     def label(self):
-        return CLASS_NAMES[int(self.p_dog >= self.threshold)]
+        if np.ndim(self.p_dog) == 0:
+            return self.class_names[int(self.p_dog >= self.threshold)]
+        return self.class_names[int(np.argmax(self.p_dog))]
+
+    @property
+    def score(self):
+        """What `catdog predict` prints after the label: P(dog) (P of the second
+        class) for two classes, as it always did; the label's probability for more."""
+        if np.ndim(self.p_dog) == 0:
+            return float(self.p_dog)
+        return self.probabilities[self.label]
 
     def to_dict(self):
-        return {"path": self.path, "label": self.label, "p_dog": round(self.p_dog, 6)}
+        if np.ndim(self.p_dog) == 0:
+            row = {"path": self.path, "label": self.label, "p_dog": round(float(self.p_dog), 6)}
+            if tuple(self.class_names) != CLASS_NAMES:
+                row[f"p_{self.class_names[1]}"] = row["p_dog"]
+        else:
+            row = {"path": self.path, "label": self.label, "probability": round(self.score, 6)}
+        row["probabilities"] = {name: round(p, 6) for name, p in self.probabilities.items()}
+        return row
 
 
 def image_files(inputs):
@@ -84,7 +116,9 @@ class Predictor:
             self._forward = lambda images: model(images, training=False)
 
     def __call__(self, images):
-        return np.asarray(keras.ops.convert_to_numpy(self._forward(images))).reshape(-1)
+        """(n,) P(second class) for a one-unit model, (n, N) probabilities for more."""
+        outputs = np.asarray(keras.ops.convert_to_numpy(self._forward(images)))
+        return outputs.reshape(-1) if outputs.shape[-1] == 1 else outputs
 
 
 def _tflite_forward(model):
@@ -135,7 +169,13 @@ def predict_files(model, inputs, batch_size=32, threshold=0.5):
     p_dog = {}
     for indices, images in decode_once(files, model.image_size, batch_size, skipped):
         p_dog.update(zip(indices, predictor(images)))
-    return [Prediction(files[i], float(p_dog[i]), threshold) for i in sorted(p_dog)], skipped
+    names = tuple(getattr(model, "class_names", None) or CLASS_NAMES)
+    return [Prediction(files[i], _scalar_or_vector(p_dog[i]), threshold, names) for i in sorted(p_dog)], skipped
+
+
+def _scalar_or_vector(output):
+    output = np.asarray(output, np.float64)
+    return float(output) if output.ndim == 0 else output
 
 
 def has_gpu():

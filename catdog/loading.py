@@ -15,7 +15,7 @@ def load_model(path, compile=True):
         ModelFileError: the file is missing, not a `.keras` archive, corrupt,
             or holds some other model.
     """
-    from catdog.model import CatDogClassifier
+    from catdog.model import ImageClassifier
 
     if not os.path.isfile(path):
         raise ModelFileError(f"model file not found: {path}")
@@ -26,7 +26,7 @@ def load_model(path, compile=True):
     except Exception as error:  # Keras raises many types for bad archives
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise ModelFileError(f"cannot load {path}: {first_line[:300]}") from error
-    if not isinstance(model, CatDogClassifier):
+    if not isinstance(model, ImageClassifier):
         raise ModelFileError(
             f"{path} holds a {type(model).__name__}, not a catdog model"
         )

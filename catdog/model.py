@@ -1,12 +1,19 @@
-"""The cat/dog classifier: raw pixels -> P(dog), with a two-stage trainable state."""
+"""The classifier: raw pixels -> class probabilities, with a two-stage trainable state.
+
+Composed of parts in KerasHub's manner: a preprocessor that knows its
+backbone's input convention, the backbone, and a head for N classes.
+`CatDogClassifier` is the cats-vs-dogs default built on them.
+"""
 
 import contextlib
+import re
 
 import keras
 from keras import ops
 
-from catdog.backbone import DEFAULT_FINE_TUNE_AT, build_mobilenet_v2
+from catdog.backbones import DEFAULT_BACKBONE, build_backbone, default_fine_tune_at, preprocessing_for
 from catdog.errors import ConfigError
+from catdog.finetune import freeze, resolve_cut, unfreeze_from
 from catdog.folding import folded_forward
 from catdog.layers import ImageAugmentation, ImagePreprocessor
 
@@ -14,12 +21,18 @@ from catdog.layers import ImageAugmentation, ImagePreprocessor
 HEAD_ONLY, FINE_TUNE = 1, 2
 
 
-@keras.saving.register_keras_serializable(package="catdog")
-class CatDogClassifier(keras.Model):
-    """MobileNetV2 transfer-learning classifier that outputs P(dog).
+#: Class names of the cats-vs-dogs default (TFDS' and alphabetical order).
+CAT_DOG = ("cat", "dog")
 
-    preprocessing -> augmentation (training only) -> MobileNetV2 -> global
-    average pooling -> dropout -> Dense(1, sigmoid).
+
+@keras.saving.register_keras_serializable(package="catdog")
+class ImageClassifier(keras.Model):
+    """Transfer-learning image classifier: raw pixels in, class probabilities out.
+
+    preprocessing (the backbone's convention) -> augmentation (training only)
+    -> backbone -> global average pooling -> dropout -> head. With two
+    classes the head is one sigmoid unit, P(second class); with more, a
+    softmax over them. `class_names` are saved with the model.
 
     By default augmentation runs only while fine-tuning: a linear head on
     frozen ImageNet features learns better from the photographs as they are
@@ -35,14 +48,23 @@ class CatDogClassifier(keras.Model):
     restores the trainable flags, and with them the optimizer state.
 
     Args:
+        backbone: A name from `catdog.backbones.BACKBONES` ("MobileNetV2",
+            "EfficientNetB0", ...) or a Keras model or layer mapping images
+            of `image_size` to a feature map (saved inside the `.keras` file).
+        class_names: The classes, in label order (at least two).
+        preprocessing: The backbone's input convention (an
+            `ImagePreprocessor` mode); default: the named backbone's own.
+            Required for a backbone object catdog does not recognise.
         image_size: Side of the square input the backbone sees.
-        alpha: MobileNetV2 width multiplier.
-        weights: `"imagenet"`, a path to a backbone weights file, or `None`.
+        alpha: Width multiplier of a MobileNet backbone.
+        weights: `"imagenet"`, a path to a backbone weights file, or `None`
+            (for a named backbone).
         dropout: Dropout rate before the classifier.
         augmentation: `True` for the default photo augmentation, `False` or
             `None` for none, or a dict of `ImageAugmentation` arguments.
         augment_stage_one: Augment while only the head trains, too.
-        fine_tune_at: First backbone layer (index or name) trained in stage 2.
+        fine_tune_at: First backbone layer (index, name or fraction) trained
+            in stage 2; default: the backbone's (100 for MobileNetV2).
         stage: 1 (backbone frozen) or 2 (top of the backbone trainable).
         mixed_precision: Compute in float16 (variables and the output stay
             float32): for GPUs; on CPUs it is slower.
@@ -53,13 +75,16 @@ class CatDogClassifier(keras.Model):
 
     def __init__(
         self,
+        backbone=DEFAULT_BACKBONE,
+        class_names=None,
+        preprocessing=None,
         image_size=224,
         alpha=1.0,
         weights="imagenet",
         dropout=0.2,
         augmentation=True,
         augment_stage_one=False,
-        fine_tune_at=DEFAULT_FINE_TUNE_AT,
+        fine_tune_at=None,
         stage=HEAD_ONLY,
         fold_batchnorm=True,
         mixed_precision=False,
@@ -67,18 +92,23 @@ class CatDogClassifier(keras.Model):
     ):
         if stage not in (HEAD_ONLY, FINE_TUNE):
             raise ConfigError(f"stage must be 1 or 2, got {stage!r}")
-        kwargs.setdefault("name", "catdog")
+        self.class_names = _class_names(class_names)
+        kwargs.setdefault("name", "image_classifier")
         self.mixed_precision = bool(mixed_precision)
         if self.mixed_precision:
             kwargs["dtype"] = "mixed_float16"
         super().__init__(**kwargs)
         with _global_dtype_policy("mixed_float16" if self.mixed_precision else None):
-            self._build_layers(image_size, alpha, weights, dropout, augmentation)
+            self._build_layers(backbone, preprocessing, image_size, alpha, weights, dropout, augmentation)
         self.augment_stage_one = bool(augment_stage_one)
         self.fold_batchnorm = bool(fold_batchnorm)
         # Not a Layer: Keras neither tracks nor saves it.
         self._backbone_forward = folded_forward(self.backbone) if self.fold_batchnorm else None
 
+        if fine_tune_at is None:
+            fine_tune_at = default_fine_tune_at(self.backbone)
+            if fine_tune_at is None:  # an unknown backbone: its top third
+                fine_tune_at = 2.0 / 3.0
         self.fine_tune_at = self.backbone_layer_index(fine_tune_at)
         self.stage = HEAD_ONLY
         if stage == FINE_TUNE:
@@ -86,25 +116,36 @@ class CatDogClassifier(keras.Model):
         else:
             self.freeze_backbone()
 
-    def _build_layers(self, image_size, alpha, weights, dropout, augmentation):
+    def _build_layers(self, backbone, preprocessing, image_size, alpha, weights, dropout, augmentation):
         self.image_size = int(image_size)
         self.alpha = float(alpha)
         self.weights_source = weights
         self.dropout_rate = float(dropout)
         self.augmentation_config = _augmentation_kwargs(augmentation)
+        self.backbone_name = backbone if isinstance(backbone, str) else None
+        self.preprocessing = preprocessing or preprocessing_for(backbone)
 
-        self.preprocessor = ImagePreprocessor(self.image_size, name="preprocessor")
+        self.preprocessor = ImagePreprocessor(self.image_size, mode=self.preprocessing, name="preprocessor")
         self.augmenter = (
             ImageAugmentation(**self.augmentation_config, name="augmentation")
             if self.augmentation_config is not None
             else None
         )
-        self.backbone = build_mobilenet_v2(self.image_size, self.alpha, weights)
+        if isinstance(backbone, str):
+            self.backbone = build_backbone(backbone, self.image_size, weights, self.alpha)
+        elif isinstance(backbone, keras.layers.Layer):
+            self.backbone = backbone
+        else:
+            raise ConfigError(f"backbone must be a name or a Keras model, got {type(backbone).__name__}")
         self.pool = keras.layers.GlobalAveragePooling2D(name="pool")
         self.head_dropout = keras.layers.Dropout(self.dropout_rate, name="dropout")
         # float32 output keeps probabilities exact under mixed precision.
+        binary = len(self.class_names) == 2
         self.classifier = keras.layers.Dense(
-            1, activation="sigmoid", dtype="float32", name="p_dog"
+            1 if binary else len(self.class_names),
+            activation="sigmoid" if binary else "softmax",
+            dtype="float32",
+            name=_output_name(self.class_names),
         )
         self.build((None, self.image_size, self.image_size, 3))
 
@@ -113,7 +154,7 @@ class CatDogClassifier(keras.Model):
         self.preprocessor.build(size)
         if self.augmenter is not None:
             self.augmenter.build(size)
-        features = self.backbone.output.shape
+        features = self.backbone.compute_output_shape(size)
         self.pool.build(features)
         self.head_dropout.build((None, features[-1]))
         self.classifier.build((None, features[-1]))
@@ -148,7 +189,11 @@ class CatDogClassifier(keras.Model):
     @property
     def feature_width(self):
         """Length of the pooled feature vector the head reads."""
-        return int(self.backbone.output.shape[-1])
+        return int(self.classifier.kernel.shape[0])
+
+    @property
+    def num_classes(self):
+        return len(self.class_names)
 
     @property
     def augments_now(self):
@@ -162,36 +207,27 @@ class CatDogClassifier(keras.Model):
         return self.backbone(x, training=False)
 
     def head(self, features, training=None):
-        """Backbone feature map -> P(dog); split out for Grad-CAM and caching."""
+        """Backbone feature map -> probabilities; split out for Grad-CAM and caching."""
         return self.classify(self.pool(features), training=training)
 
     def classify(self, pooled, training=None):
-        """Pooled features -> P(dog)."""
+        """Pooled features -> probabilities."""
         return self.classifier(self.head_dropout(pooled, training=training))
 
     def compute_output_shape(self, input_shape):
-        return (input_shape[0] if len(input_shape) == 4 else 1, 1)
+        return (input_shape[0] if len(input_shape) == 4 else 1, self.classifier.units)
 
     # --- freezing ---------------------------------------------------------
 
     def backbone_layer_index(self, layer):
-        """Index of a backbone layer given by index or name."""
-        layers = self.backbone.layers
-        if isinstance(layer, str) and not layer.isdigit():
-            for index, candidate in enumerate(layers):
-                if candidate.name == layer:
-                    return index
-            raise ConfigError(f"the backbone has no layer named {layer!r}")
-        index = int(layer)
-        if not 0 <= index < len(layers):
-            raise ConfigError(
-                f"fine_tune_at must be a layer index in 0..{len(layers) - 1}, got {index}"
-            )
-        return index
+        """Index of a backbone layer given by index, name or fraction (see `resolve_cut`)."""
+        if isinstance(layer, int) and not isinstance(layer, bool) and layer < 0:
+            raise ConfigError(f"fine_tune_at must be a layer index in 0..{len(self.backbone.layers) - 1}, got {layer}")
+        return resolve_cut(self.backbone, layer)
 
     def freeze_backbone(self):
         """Stage 1: only the head trains."""
-        self.backbone.trainable = False
+        freeze(self.backbone)
         self.stage = HEAD_ONLY
 
     def unfreeze_backbone(self, from_layer=None):
@@ -208,10 +244,7 @@ class CatDogClassifier(keras.Model):
             # make them compute features from the backbone being fine-tuned.
             self.feature_cache.deactivate()
             self.attach_feature_cache(None)
-        self.backbone.trainable = True
-        for position, layer in enumerate(self.backbone.layers):
-            if position < index or isinstance(layer, keras.layers.BatchNormalization):
-                layer.trainable = False
+        unfreeze_from(self.backbone, index)
         self.fine_tune_at = index
         self.stage = FINE_TUNE
 
@@ -221,6 +254,9 @@ class CatDogClassifier(keras.Model):
         config = super().get_config()
         config.update(
             {
+                "backbone": self.backbone_name or keras.saving.serialize_keras_object(self.backbone),
+                "class_names": list(self.class_names),
+                "preprocessing": self.preprocessing,
                 "image_size": self.image_size,
                 "alpha": self.alpha,
                 "weights": self.weights_source,
@@ -242,6 +278,8 @@ class CatDogClassifier(keras.Model):
         weights_source = config.pop("weights", None)
         if config.get("mixed_precision"):
             config.pop("dtype", None)  # set again from mixed_precision
+        if isinstance(config.get("backbone"), dict):
+            config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
         model = cls(weights=None, **config)
         model.weights_source = weights_source
         return model
@@ -253,6 +291,38 @@ class CatDogClassifier(keras.Model):
         if config and getattr(self, "optimizer", None) is not None:
             config["optimizer"] = keras.saving.serialize_keras_object(self.optimizer)
         return config
+
+
+@keras.saving.register_keras_serializable(package="catdog")
+class CatDogClassifier(ImageClassifier):
+    """The cats-vs-dogs default: MobileNetV2, classes ("cat", "dog"), output P(dog).
+
+    Exactly the model catdog has always trained (files written before
+    backbones and classes were configurable load as this class): an
+    `ImageClassifier` with these defaults, any of which can be changed.
+    """
+
+    def __init__(self, backbone=DEFAULT_BACKBONE, class_names=CAT_DOG, **kwargs):
+        kwargs.setdefault("name", "catdog")
+        super().__init__(backbone=backbone, class_names=class_names, **kwargs)
+
+
+def _class_names(class_names):
+    if class_names is None:
+        raise ConfigError("class_names are needed: the classes in label order, at least two")
+    if isinstance(class_names, int):
+        class_names = [f"class_{i}" for i in range(class_names)]
+    names = [str(name) for name in class_names]
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise ConfigError(f"class_names must be at least two distinct names, got {names}")
+    return names
+
+
+def _output_name(class_names):
+    """'p_dog' for cats vs dogs (as always), 'p_<second class>' for two, 'probabilities' for more."""
+    if len(class_names) > 2:
+        return "probabilities"
+    return "p_" + (re.sub(r"[^0-9A-Za-z_]+", "_", class_names[1]).strip("_") or "positive")
 
 
 @contextlib.contextmanager
@@ -280,5 +350,16 @@ def _augmentation_kwargs(augmentation):
 
 
 def predict_probabilities(model, images):
-    """P(dog) for a batch of raw images as a flat float numpy array."""
+    """P(dog) (P of the second class) for a batch of raw images as a flat float numpy array."""
     return ops.convert_to_numpy(model(images, training=False)).reshape(-1)
+
+
+def probability_matrix(outputs):
+    """Model outputs as (n, N) class probabilities: (n, 1) P(second) -> [1 - p, p]."""
+    import numpy as np
+
+    outputs = np.asarray(outputs, np.float64)
+    if outputs.ndim == 1 or outputs.shape[-1] == 1:
+        p = outputs.reshape(-1)
+        return np.stack([1.0 - p, p], axis=1)
+    return outputs

@@ -23,7 +23,8 @@ CURVES_FILE = "curves.png"
 FIGURE_CAPTIONS = {
     "curves": "Training curves of both stages; the dashed line marks the switch to fine-tuning.",
     "confusion_matrix": "Confusion matrix on the evaluation images (rows: true class).",
-    "roc_curve": "ROC curve with dog as the positive class; the dot is the decision threshold.",
+    "roc_curve": "ROC curve with dog (the second class) as the positive class; the dot is the decision "
+    "threshold. With more than two classes: each class's one-vs-rest ROC AUC.",
     "confidently_wrong": "The misclassified images the model was most sure about.",
     "robustness": "Accuracy under each shift of the robustness suite; the solid line is the clean accuracy.",
 }
@@ -39,6 +40,7 @@ th { background: #f3f3f3; } td.number { text-align: right; font-variant-numeric:
 .headline b { display: block; font-size: 1.6em; }
 figure { margin: 1em 0 2em; } figure img { max-width: 100%; border: 1px solid #ddd; }
 figcaption { color: #555; font-size: 0.95em; }
+.wide { overflow-x: auto; font-size: 0.8em; } .wide th, .wide td { padding: 0.15em 0.35em; }
 .examples { display: flex; flex-wrap: wrap; gap: 1em; }
 .examples figure { width: 220px; margin: 0; }
 .examples img { width: 220px; height: 180px; object-fit: contain; background: #f3f3f3; }
@@ -158,7 +160,13 @@ def _evaluation_tables(metrics):
         ("accuracy", metrics["accuracy"]),
         ("ROC AUC", metrics["auc"]),
         ("log loss", metrics["log_loss"]),
-        ("threshold (dog when P(dog) >=)", metrics["threshold"]),
+        *(
+            [("threshold (dog when P(dog) >=)", metrics["threshold"])]
+            if metrics.get("threshold") is not None
+            else [("decision", "the most probable class")]
+        ),
+        ("macro-F1", metrics.get("macro_f1")),
+        *[(f"top-{k} accuracy", value) for k, value in metrics.get("top_k_accuracy", {}).items() if k != "1"],
         ("images", metrics["n_images"]),
         ("skipped files", metrics["n_skipped"]),
     ]
@@ -170,10 +178,21 @@ def _evaluation_tables(metrics):
             for name, scores in metrics["per_class"].items()
         ],
     )
-    (tn, fp), (fn, tp) = metrics["confusion_matrix"]
+    names = metrics.get("class_names") or list(metrics["per_class"])
     confusion = _table(
-        ["", "predicted cat", "predicted dog"], [("true cat", tn, fp), ("true dog", fn, tp)]
+        [""] + [f"predicted {name}" for name in names],
+        [(f"true {name}", *row) for name, row in zip(names, metrics["confusion_matrix"])],
     )
+    if len(names) > 2:  # 37 classes: a one-vs-rest AUC column, a scrolling matrix
+        per_class = _table(
+            ["class", "precision", "recall", "F1", "ROC AUC (one vs rest)", "images"],
+            [
+                (name, s["precision"], s["recall"], s["f1"], metrics["auc_per_class"].get(name), s["support"])
+                for name, s in metrics["per_class"].items()
+            ],
+        )
+        confusion = f'<div class="wide">{confusion}</div>'
+
     parts = [overall, "<h3>Per class</h3>", per_class, "<h3>Confusion matrix</h3>", confusion]
     tta = metrics.get("tta")
     if tta:
@@ -276,7 +295,7 @@ def _examples(examples):
         name = os.path.basename(example.path) if example.path else "(image without a file)"
         cells.append(
             f'<figure><img data-example alt="{_e(name)}" src="data:image/jpeg;base64,{_jpeg(thumbnail(example))}">'
-            f"<figcaption>true <b>{_e(example.true_class)}</b>, P(dog) {example.p_dog:.3f}<br>"
+            f"<figcaption>{_e(example.caption)}<br>"
             f'<span title="{_e(example.path or "")}">{_e(name)}</span></figcaption></figure>'
         )
     return f'<div class="examples">{"".join(cells)}</div>'

@@ -25,7 +25,7 @@ from catdog.data.sources import load_splits
 from catdog.epoch_log import EpochLogLine
 from catdog.feature_cache import StageOneFeatureCache
 from catdog.errors import CatdogError
-from catdog.model import CatDogClassifier
+from catdog.model import CAT_DOG, CatDogClassifier, ImageClassifier
 from catdog.names import escape
 from catdog.plots import plot_training_curves
 from catdog.report import write_run_report
@@ -55,12 +55,21 @@ class TrainResult:
 
 
 def compile_for_stage_one(model, learning_rate, label_smoothing=0.0):
-    """Adam + binary cross-entropy + accuracy: the stage-1 setup."""
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-        loss=keras.losses.BinaryCrossentropy(label_smoothing=float(label_smoothing)),
-        metrics=[keras.metrics.BinaryAccuracy(name="accuracy")],
-    )
+    """Adam + cross-entropy + accuracy: the stage-1 setup.
+
+    Binary cross-entropy on the one sigmoid unit of a two-class model, sparse
+    categorical cross-entropy (integer labels) on the softmax of more.
+    `label_smoothing` pulls the binary targets towards 0.5 (two classes only).
+    """
+    if getattr(model, "num_classes", 2) == 2:
+        loss = keras.losses.BinaryCrossentropy(label_smoothing=float(label_smoothing))
+        accuracy = keras.metrics.BinaryAccuracy(name="accuracy")
+    else:
+        if label_smoothing:
+            raise CatdogError("label smoothing is implemented for two classes only")
+        loss = keras.losses.SparseCategoricalCrossentropy()
+        accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss=loss, metrics=[accuracy])
     return model
 
 
@@ -147,8 +156,12 @@ def _train(config, callbacks, distributor, started):
         # names its temporary folders with `random` when it prepares a data set),
         # and the new layers' initial weights and seeds must not depend on that.
         keras.utils.set_random_seed(config.seed)
+        # cats vs dogs keeps its own class (and file) as it always had
+        classifier = CatDogClassifier if tuple(splits.class_names) == CAT_DOG else ImageClassifier
         with distributor.scope():
-            model = CatDogClassifier(
+            model = classifier(
+                backbone=config.backbone,
+                class_names=list(splits.class_names),
                 image_size=config.image_size,
                 alpha=config.alpha,
                 weights=config.weights,

@@ -90,7 +90,9 @@ def test_predict_json_lines(trained_model_file, tmp_path):
     assert result.returncode == 0, result.stderr
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["path"].split("/")[-1] for r in rows] == ["cats.0.jpg", "dogs.0.jpg"]
-    assert all(set(r) == {"path", "label", "p_dog"} for r in rows)
+    assert all(set(r) == {"path", "label", "p_dog", "probabilities"} for r in rows)
+    assert all(r["probabilities"]["dog"] == r["p_dog"] for r in rows)
+    assert all(abs(r["probabilities"]["cat"] + r["p_dog"] - 1) < 1e-5 for r in rows)
 
 
 def test_predict_with_nothing_readable_fails(trained_model_file, tmp_path):

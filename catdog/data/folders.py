@@ -31,6 +31,34 @@ def label_of_folder(name):
     return _FOLDER_LABELS.get(name.lower())
 
 
+def class_folders_of(folder_names, class_names=None):
+    """({folder name: label}, class names) for the sub-folders of a data folder.
+
+    Without `class_names` the classes come from the folders: cat(s)/ and
+    dog(s)/ make the cats-vs-dogs layout (cat = 0, dog = 1, other folders
+    ignored, as catdog always read it); otherwise every sub-folder is a
+    class, in sorted order. With `class_names` (a model's, or the training
+    data's for its validation folder) each folder named like a class gets
+    that class's label (cats/ for "cat" too) and other folders are ignored.
+    """
+    if class_names is None:
+        if any(label_of_folder(name) is not None for name in folder_names):
+            class_names = CLASS_NAMES
+        else:
+            class_names = tuple(sorted(folder_names))
+            return {name: label for label, name in enumerate(class_names)}, class_names
+    index = {name: label for label, name in enumerate(class_names)}
+    lowered = {name.lower(): label for label, name in enumerate(class_names)}
+    labels = {}
+    for name in folder_names:
+        label = index.get(name, lowered.get(name.lower()))
+        if label is None and label_of_folder(name) is not None:
+            label = index.get(CLASS_NAMES[label_of_folder(name)])
+        if label is not None:
+            labels[name] = label
+    return labels, tuple(class_names)
+
+
 @dataclass
 class LabelledFiles:
     """Image candidates with their labels, what was ignored, and what was skipped."""
@@ -39,12 +67,13 @@ class LabelledFiles:
     labels: list = field(default_factory=list)
     ignored_folders: list = field(default_factory=list)
     skipped: list = field(default_factory=list)
+    class_names: tuple = CLASS_NAMES
 
     def __len__(self):
         return len(self.paths)
 
     def counts(self):
-        return {name: self.labels.count(i) for i, name in enumerate(CLASS_NAMES)}
+        return {name: self.labels.count(i) for i, name in enumerate(self.class_names)}
 
     def subset(self, indices):
         return LabelledFiles(
@@ -52,11 +81,16 @@ class LabelledFiles:
             [self.labels[i] for i in indices],
             list(self.ignored_folders),
             list(self.skipped),
+            self.class_names,
         )
 
 
-def list_labelled_files(directory):
-    """All non-hidden files under the cat(s)/dog(s) sub-folders, recursively.
+def list_labelled_files(directory, class_names=None):
+    """All non-hidden files under the class sub-folders, recursively.
+
+    Class sub-folders and their labels as `class_folders_of` says: cat(s)/
+    and dog(s)/, or one folder per class (sorted names), or the folders of
+    the given `class_names`.
 
     Every file is a candidate, whatever its extension: whether it is an image
     is for the decoder to say, and what it says is reported, not guessed.
@@ -78,19 +112,28 @@ def list_labelled_files(directory):
         raise DataError(f"cannot read data folder {directory}: {os_reason(error)}") from None
     found = LabelledFiles()
     class_folders = []
-    for entry in entries:
-        if entry.name.startswith(".") or not _is_dir(entry):
-            continue
-        label = label_of_folder(entry.name)
+    folders = [entry for entry in entries if not entry.name.startswith(".") and _is_dir(entry)]
+    labels, found.class_names = class_folders_of([entry.name for entry in folders], class_names)
+    cat_dog = found.class_names == CLASS_NAMES
+    for entry in folders:
+        label = labels.get(entry.name)
         if label is None:
             found.ignored_folders.append(entry.path)
-            found.skipped.append(SkippedFile(entry.path, "folder ignored: not cat(s)/ or dog(s)/"))
+            reason = "not cat(s)/ or dog(s)/" if cat_dog else f"not a class ({', '.join(found.class_names)})"
+            found.skipped.append(SkippedFile(entry.path, f"folder ignored: {reason}"))
         else:
             class_folders.append((entry.path, label))
     if not class_folders:
         raise DataError(
             f"{directory} has no class sub-folders: expected cat/ (or cats/) "
-            "and dog/ (or dogs/), one image file per example"
+            "and dog/ (or dogs/), or one sub-folder per class, one image file per example"
+            if class_names is None
+            else f"{directory} has no sub-folder of the classes {', '.join(found.class_names)}"
+        )
+    if class_names is None and len(found.class_names) < 2:
+        raise DataError(
+            f"{directory} has one class sub-folder ({found.class_names[0]}/): "
+            "a classifier needs two or more (cat/ and dog/, or one per class)"
         )
     first_path_of = {}
     for folder, label in class_folders:

@@ -31,6 +31,8 @@ class ImageManifest:
     labels: list = field(default_factory=list)
     use_pil: list = field(default_factory=list)
     skipped: list = field(default_factory=list)
+    #: None: cat and dog
+    class_names: tuple | None = None
 
     def __len__(self):
         return len(self.paths)
@@ -38,7 +40,7 @@ class ImageManifest:
     def counts(self):
         from catdog.data.folders import CLASS_NAMES
 
-        return {name: self.labels.count(i) for i, name in enumerate(CLASS_NAMES)}
+        return {name: self.labels.count(i) for i, name in enumerate(self.class_names or CLASS_NAMES)}
 
     def subset(self, indices):
         return ImageManifest(
@@ -46,6 +48,7 @@ class ImageManifest:
             [self.labels[i] for i in indices],
             [self.use_pil[i] for i in indices],
             [],
+            self.class_names,
         )
 
 

@@ -27,7 +27,7 @@ class LabelledData:
     skipped: list = field(default_factory=list)
 
 
-def labelled_data(data, image_size, batch_size=32):
+def labelled_data(data, image_size, batch_size=32, class_names=None):
     """`data` as `LabelledData`.
 
     Args:
@@ -38,6 +38,8 @@ def labelled_data(data, image_size, batch_size=32):
             `LabelledData` itself.
         image_size: Side the images are resized to when they are decoded here.
         batch_size: Batch size for what is batched here.
+        class_names: The model's classes: a folder's sub-folders named like
+            them get their labels (default: cat and dog, or the folders).
     """
     if isinstance(data, LabelledData):
         return data
@@ -56,7 +58,7 @@ def labelled_data(data, image_size, batch_size=32):
         spec = os.fspath(data)
         if is_tfds(spec):
             return tfds_split(spec, image_size, batch_size)
-        files = list_labelled_files(spec)
+        files = list_labelled_files(spec, class_names=class_names)
         manifest = inspect_files(files.paths, files.labels, image_size)
         if not len(manifest):
             raise DataError(f"no usable images in {spec}")

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from catdog.data.folders import list_labelled_files
+from catdog.data.folders import CLASS_NAMES, list_labelled_files
 from catdog.data.inspect import inspect_files
 from catdog.data.pipeline import decoded_dataset, manifest_dataset
 from catdog.errors import ConfigError, DataError
@@ -32,13 +32,18 @@ class DataSplits:
     #: the epoch number (for resumable runs); iterate with `steps_per_epoch`.
     train_for_epochs: object = None
     steps_per_epoch: int | None = None
+    #: Label i is class_names[i]: from the folders (cat, dog by default).
+    class_names: tuple = CLASS_NAMES
 
     def summary(self):
-        return {
+        summary = {
             "source": self.source,
             "counts": self.counts,
             "skipped": len(self.skipped),
         }
+        if tuple(self.class_names) != CLASS_NAMES:
+            summary["class_names"] = list(self.class_names)
+        return summary
 
 
 def is_tfds(spec):
@@ -68,10 +73,12 @@ def load_splits(
         return load_tfds_splits(data, image_size, batch_size, limit, seed, cache)
     files = list_labelled_files(data)
     train = inspect_files(files.paths, files.labels, image_size)
+    train.class_names = files.class_names
     skipped = files.skipped + train.skipped
     if val_data is not None:
-        val_files = list_labelled_files(val_data)
+        val_files = list_labelled_files(val_data, class_names=files.class_names)
         validation = inspect_files(val_files.paths, val_files.labels, image_size)
+        validation.class_names = files.class_names
         skipped += val_files.skipped + validation.skipped
     else:
         if not 0.0 < val_split < 1.0:
@@ -101,16 +108,19 @@ def load_splits(
             train, image_size, batch_size, shuffle=True, seed=seed, cache=cache, epochs=(first, last)
         ),
         steps_per_epoch=math.ceil(len(train) / batch_size),
+        class_names=tuple(files.class_names),
     )
 
 
 def require_both_classes(manifest, what):
+    """Every class has training images (both, for cats vs dogs)."""
     counts = manifest.counts()
     if len(manifest) == 0:
         raise DataError(f"no usable images in {what}")
     missing = [name for name, n in counts.items() if n == 0]
     if missing:
-        raise DataError(f"{what} has no {missing[0]} images: both classes are needed")
+        needed = "both classes are needed" if len(counts) == 2 else "every class needs some"
+        raise DataError(f"{what} has no {missing[0]} images: {needed}")
 
 
 def stratified_split(labels, fraction, seed):

@@ -1,7 +1,31 @@
-"""Raw pixels in, MobileNetV2 input out."""
+"""Raw pixels in, the backbone's input convention out."""
 
 import keras
 from keras import ops
+
+#: Input conventions of `keras.applications`, as `imagenet_utils.preprocess_input`
+#: names them, plus "none" for models that normalise inside (EfficientNet,
+#: MobileNetV3, ConvNeXt): "tf" [-1, 1]; "torch" [0, 1] then ImageNet mean and
+#: std per RGB channel; "caffe" RGB -> BGR then ImageNet mean subtracted.
+MODES = ("tf", "torch", "caffe", "none")
+_TORCH_MEAN, _TORCH_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+_CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+
+
+def scale_pixels(x, mode="tf"):
+    """0..255 RGB floats -> the input `mode` names, as Keras' `preprocess_input` computes it."""
+    if mode == "tf":
+        return x / 127.5 - 1.0
+    if mode == "torch":
+        x = x / 255.0
+        mean = ops.convert_to_tensor(_TORCH_MEAN, x.dtype)
+        std = ops.convert_to_tensor(_TORCH_STD, x.dtype)
+        return (x - mean) / std
+    if mode == "caffe":
+        return ops.flip(x, axis=-1) - ops.convert_to_tensor(_CAFFE_MEAN_BGR, x.dtype)
+    if mode == "none":
+        return x
+    raise ValueError(f"preprocessing mode must be one of {', '.join(MODES)}, got {mode!r}")
 
 
 def as_size_pair(size):
@@ -14,7 +38,7 @@ def as_size_pair(size):
 
 @keras.saving.register_keras_serializable(package="catdog")
 class ImagePreprocessor(keras.layers.Layer):
-    """Resizes raw images and scales them to MobileNetV2's [-1, 1] range.
+    """Resizes raw images and scales them as the backbone expects (`mode`).
 
     It lives inside the model, so the saved `.keras` file takes the same raw
     0..255 pixels (uint8 or float) that users have: there is no second copy of
@@ -25,18 +49,25 @@ class ImagePreprocessor(keras.layers.Layer):
     Args:
         image_size: Output height and width, an int or a `(height, width)` pair.
         interpolation: Resize method (see `keras.ops.image.resize`).
+        mode: The backbone's input convention, one of `MODES`: "tf"
+            (MobileNetV2's [-1, 1], the default and what files written
+            before `mode` existed mean), "torch", "caffe" or "none". Saved in
+            the config, so a `.keras` file says what its backbone was fed.
         quantize_resized: Round a resized image to whole 0..255 levels, as
             catdog's data pipeline does (`catdog.data.decode.resize_uint8`),
-            so a photo of any size gets the same P(dog) from the model as
-            from `catdog predict`. The default, also for `.keras` files saved
-            before this option existed (their weights were trained on the
-            pipeline's rounded pixels).
+            so a photo of any size gets the same probabilities from the model
+            as from `catdog predict`. The default, also for `.keras` files
+            saved before this option existed (their weights were trained on
+            the pipeline's rounded pixels).
     """
 
-    def __init__(self, image_size=224, interpolation="bilinear", quantize_resized=True, **kwargs):
+    def __init__(self, image_size=224, interpolation="bilinear", mode="tf", quantize_resized=True, **kwargs):
         super().__init__(**kwargs)
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         self.image_size = as_size_pair(image_size)
         self.interpolation = interpolation
+        self.mode = mode
         self.quantize_resized = bool(quantize_resized)
 
     def call(self, images):
@@ -58,7 +89,7 @@ class ImagePreprocessor(keras.layers.Layer):
             if self.quantize_resized:
                 x = ops.clip(ops.round(x), 0.0, 255.0)
         x = ops.cast(x, self.compute_dtype)
-        return x / 127.5 - 1.0
+        return scale_pixels(x, self.mode)
 
     def compute_output_shape(self, input_shape):
         batch = input_shape[0] if len(input_shape) == 4 else 1
@@ -70,6 +101,7 @@ class ImagePreprocessor(keras.layers.Layer):
             {
                 "image_size": list(self.image_size),
                 "interpolation": self.interpolation,
+                "mode": self.mode,
                 "quantize_resized": self.quantize_resized,
             }
         )

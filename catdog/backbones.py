@@ -1,0 +1,147 @@
+"""Backbones by name: each `keras.applications` family with its input convention.
+
+A backbone maps images to a feature map. Each one here comes with what a
+classifier needs to use it right (KerasHub pairs a backbone with its
+preprocessor the same way): the `ImagePreprocessor` mode equal to its
+family's `keras.applications.<family>.preprocess_input`, and the first layer
+fine-tuned by default (the start of a late stage, as Keras' and TensorFlow's
+fine-tuning guides pick). Any other Keras model or layer that maps images to
+a feature map can be passed as an object instead of a name.
+"""
+
+import os
+from dataclasses import dataclass
+
+import keras
+
+from catdog.backbone import DEFAULT_FINE_TUNE_AT, build_mobilenet_v2
+from catdog.errors import ConfigError, WeightsUnavailableError
+
+from catdog.defaults import DEFAULT_BACKBONE  # noqa: E402,F401  (re-exported)
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """A named backbone: how to build it and feed it.
+
+    Attributes:
+        name: Its `keras.applications` name, e.g. "EfficientNetB0".
+        family: The `keras.applications` module holding its `preprocess_input`.
+        preprocessing: The `ImagePreprocessor` mode that equals that function
+            ("none" where Keras normalises inside the model).
+        fine_tune_at: Default first fine-tuned layer, a name or an index.
+        model_name: The name Keras gives the model, to recognise an object.
+        has_alpha: Takes a width multiplier (the MobileNets).
+    """
+
+    name: str
+    family: str
+    preprocessing: str
+    fine_tune_at: object
+    model_name: str
+    has_alpha: bool = False
+
+    def build(self, image_size=224, weights="imagenet", alpha=1.0):
+        """The backbone without its top, for square RGB input of `image_size`."""
+        if self.name == "MobileNetV2":  # with its read-only-cache lookup
+            return build_mobilenet_v2(image_size, alpha, weights)
+        if weights not in ("imagenet", None) and not os.path.isfile(str(weights)):
+            raise WeightsUnavailableError(f"weights file not found: {weights}")
+        kwargs = {"alpha": alpha} if self.has_alpha else {}
+        application = getattr(keras.applications, self.name)
+        try:
+            return application(
+                input_shape=(image_size, image_size, 3), include_top=False, weights=weights, **kwargs
+            )
+        except Exception as error:  # Keras raises bare Exception on fetch failure
+            if weights is None:
+                raise
+            if weights != "imagenet":
+                raise WeightsUnavailableError(f"could not load weights from {weights}: {error}") from error
+            if "fetch failure" not in str(error) and "URL" not in str(error):
+                raise
+            raise WeightsUnavailableError(
+                f"ImageNet weights for {self.name} could not be downloaded (offline?). Put Keras' "
+                f"weights file for it into $KERAS_HOME/models (KERAS_HOME defaults to ~/.keras), "
+                "or pass a weights file with --weights PATH (weights=PATH)"
+            ) from error
+
+
+def _efficientnet(name, fine_tune_at="block6a_expand_conv"):
+    return BackboneSpec(name, "efficientnet", "none", fine_tune_at, name.lower())
+
+
+def _efficientnet_v2(suffix):
+    name = f"EfficientNetV2{suffix}"
+    return BackboneSpec(name, "efficientnet_v2", "none", "block6a_expand_conv", f"efficientnetv2-{suffix.lower()}")
+
+
+BACKBONES = {
+    spec.name: spec
+    for spec in [
+        BackboneSpec("MobileNetV2", "mobilenet_v2", "tf", DEFAULT_FINE_TUNE_AT, "mobilenetv2_", has_alpha=True),
+        BackboneSpec("MobileNetV3Small", "mobilenet_v3", "none", "expanded_conv_7_expand", "MobileNetV3Small", has_alpha=True),
+        BackboneSpec("MobileNetV3Large", "mobilenet_v3", "none", "expanded_conv_10_expand", "MobileNetV3Large", has_alpha=True),
+        *[_efficientnet(f"EfficientNetB{i}") for i in range(4)],
+        *[_efficientnet_v2(suffix) for suffix in ("B0", "B1", "B2", "B3", "S")],
+        BackboneSpec("ResNet50", "resnet", "caffe", "conv5_block1_1_conv", "resnet50"),
+        BackboneSpec("ResNet50V2", "resnet_v2", "tf", "conv5_block1_preact_bn", "resnet50v2"),
+        BackboneSpec("ConvNeXtTiny", "convnext", "none", "convnext_tiny_downsampling_block_2", "convnext_tiny"),
+        BackboneSpec("DenseNet121", "densenet", "torch", "conv5_block1_0_bn", "densenet121"),
+    ]
+}
+
+
+def _key(name):
+    return str(name).lower().replace("_", "").replace("-", "")
+
+
+_BY_KEY = {_key(name): spec for name, spec in BACKBONES.items()}
+
+
+def backbone_names():
+    return list(BACKBONES)
+
+
+def get_spec(name):
+    """The `BackboneSpec` of a name, spelled as Keras does or loosely ("efficientnet_b0")."""
+    spec = _BY_KEY.get(_key(name))
+    if spec is None:
+        raise ConfigError(f"unknown backbone {name!r}: choose one of {', '.join(BACKBONES)}, or pass a Keras model")
+    return spec
+
+
+def spec_of_model(model):
+    """The spec of a `keras.applications` model passed as an object, or None."""
+    name = getattr(model, "name", "")
+    for spec in BACKBONES.values():
+        if name == spec.model_name or (spec.model_name.endswith("_") and name.startswith(spec.model_name)):
+            return spec
+    return None
+
+
+def build_backbone(name, image_size=224, weights="imagenet", alpha=1.0):
+    """Build a named backbone (see `BACKBONES`) without its classification top."""
+    return get_spec(name).build(image_size, weights, alpha)
+
+
+def preprocessing_for(backbone):
+    """The `ImagePreprocessor` mode a backbone (name or model) expects.
+
+    Raises:
+        ConfigError: the backbone is an object catdog does not recognise: say
+            `preprocessing=` yourself rather than feed it a wrong range.
+    """
+    spec = get_spec(backbone) if isinstance(backbone, str) else spec_of_model(backbone)
+    if spec is None:
+        raise ConfigError(
+            f"catdog does not know the input convention of backbone {getattr(backbone, 'name', backbone)!r}: "
+            "pass preprocessing='tf' ([-1, 1]), 'torch', 'caffe' or 'none' (0..255)"
+        )
+    return spec.preprocessing
+
+
+def default_fine_tune_at(backbone):
+    """The default first fine-tuned layer of a backbone (name or model), or None if unknown."""
+    spec = get_spec(backbone) if isinstance(backbone, str) else spec_of_model(backbone)
+    return spec.fine_tune_at if spec is not None else None
