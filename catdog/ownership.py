@@ -33,7 +33,7 @@ RUN, EVALUATION, EXPORT = "run", "evaluation", "export"
 OUTPUT_FILES = frozenset({
     "model.keras", "run_state.json", "history.json", "curves.png", "config.json", "data.json",
     "skipped.txt", "metrics.json", "confusion_matrix.png", "roc_curve.png", "confidently_wrong.png",
-    "report.html", MARKER, LOCK_FILE,
+    "report.html", "history.csv", "robustness.png", MARKER, LOCK_FILE,
 })
 _CHECKPOINT = re.compile(r"checkpoint-epoch[0-9]+\.keras")
 #: `catdog.artifacts` temporaries: ".NAME.XXXXXXXX.tmp.EXT" (mkstemp's 8 random characters).
