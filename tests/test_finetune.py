@@ -104,7 +104,7 @@ def test_functional_model_switches_stage_in_one_fit(functional_run):
     assert {id(v) for v in base.layers[index].trainable_weights} <= trainable
 
 
-def test_below_the_cut_and_batchnorm_statistics_are_bit_identical(functional_run):
+def test_functional_below_the_cut_and_batchnorm_statistics_are_bit_identical(functional_run):
     _, base, initial, after_epoch, _, _ = functional_run
     below, above, stats = _cut_paths(base)
     assert below and above and stats
