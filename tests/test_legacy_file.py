@@ -22,9 +22,30 @@ def legacy():
 
 
 def test_legacy_file_predicts_what_it_predicted_when_saved(legacy):
+    """The file's weights and layers load exactly; photos of another size than
+    the model's now get the pipeline's rounding (issue 13: one answer per photo),
+    which 0.1.0 lacked, so the exact 0.1.0 numbers come back with it switched off."""
     model, reference = legacy
-    p = keras.ops.convert_to_numpy(model(reference["images"]))
+    preprocessor = model.preprocessor
+    assert preprocessor.quantize_resized  # old files get the fix too
+    preprocessor.quantize_resized = False
+    try:
+        p = keras.ops.convert_to_numpy(model(reference["images"]))
+    finally:
+        preprocessor.quantize_resized = True
     np.testing.assert_allclose(p, reference["p_dog"], atol=1e-6)
+
+
+def test_legacy_file_gives_the_pipelines_answer_for_any_photo_size(legacy):
+    from catdog.data.decode import resize_uint8
+
+    model, reference = legacy
+    resized = np.stack([resize_uint8(image, model.image_size).numpy() for image in reference["images"]])
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(model(reference["images"])),
+        keras.ops.convert_to_numpy(model(resized)),
+        atol=1e-6,
+    )
 
 
 def test_legacy_file_restores_stage_and_optimizer(legacy):

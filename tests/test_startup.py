@@ -67,7 +67,7 @@ print(json.dumps({{"results": results, "heavy": heavy, "loaded": loaded}}))
     train_help = next(out for argv, _, out, _ in report["results"] if argv == ["train", "--help"])
     for option in ("--config", "--verbose", "--quiet", "--fine-tune-at", "--distribute"):
         assert option in train_help
-    assert "(default: 100)" in train_help and "(default: 1e-05)" in train_help  # from catdog.defaults
+    assert "100 for MobileNetV2" in train_help and "(default: 1e-05)" in train_help  # from catdog.defaults
 
 
 def test_import_catdog_alone_imports_no_keras_but_lists_the_public_api():
@@ -79,7 +79,8 @@ def test_import_catdog_alone_imports_no_keras_but_lists_the_public_api():
         "print(TrainConfig().fine_tune_at, 'keras' in sys.modules)\n"
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.splitlines() == ["[]", "True", "100 False"]
+    # fine_tune_at None: the backbone's own default (100 for MobileNetV2), see catdog.backbones
+    assert done.stdout.splitlines() == ["[]", "True", "None False"]
 
 
 def test_catdog_help_is_fast():
