@@ -29,8 +29,8 @@ $(BIN)/catdog: pyproject.toml
 train: $(BIN)/catdog
 	$(BIN)/catdog train --data $(DATA) $(if $(VAL_DATA),--val-data $(VAL_DATA)) --weights $(WEIGHTS) --out $(OUT) $(ARGS)
 
-# Two workers (pytest-xdist), one test file each at a time: 8 minutes on
-# 2 cores (227 tests). TEST_WORKERS=0 runs in this process.
+# Two workers (pytest-xdist), one test file each at a time: 26 minutes on
+# 2 cores (380 tests; see README, Tests). TEST_WORKERS=0 runs in this process.
 TEST_WORKERS ?= 2
 test: $(BIN)/catdog
 	$(BIN)/python -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
