@@ -153,8 +153,9 @@ def decode_pil(path, image_size=None):
     return array
 
 
-def load_image(path, image_size, use_pil):
-    """Graph op: a file path -> `image_size` RGB uint8, by the chosen decoder."""
+def decode_file(path, image_size, use_pil):
+    """Graph op: a file path -> RGB uint8 at the photo's own (DCT-scaled) size,
+    by the chosen decoder; `load_image` without its final resize."""
 
     def with_pil():
         image = tf.numpy_function(
@@ -166,7 +167,12 @@ def load_image(path, image_size, use_pil):
     def with_tf():
         return decode_tf(tf.io.read_file(path), image_size)
 
-    return resize_uint8(tf.cond(use_pil, with_pil, with_tf), image_size)
+    return tf.cond(use_pil, with_pil, with_tf)
+
+
+def load_image(path, image_size, use_pil):
+    """Graph op: a file path -> `image_size` RGB uint8, by the chosen decoder."""
+    return resize_uint8(decode_file(path, image_size, use_pil), image_size)
 
 
 class UndecodableImage(ValueError):

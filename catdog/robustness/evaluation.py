@@ -260,6 +260,7 @@ def labelled_photos(data, image_size, limit=None, seed=0):
 def _folder_photos(spec, image_size, limit, seed):
     import tensorflow as tf
 
+    from catdog.data.decode import decode_file
     from catdog.data.folders import list_labelled_files
     from catdog.data.inspect import as_arrays, inspect_files
 
@@ -272,7 +273,7 @@ def _folder_photos(spec, image_size, limit, seed):
 
     def items():
         dataset = tf.data.Dataset.from_tensor_slices((paths[keep], use_pil[keep])).map(
-            lambda path, pil: _decode(path, pil, image_size),
+            lambda path, pil: decode_file(path, image_size, pil),
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         )
@@ -280,21 +281,6 @@ def _folder_photos(spec, image_size, limit, seed):
             yield photo, _label(labels[index]), int(index)
 
     return LabelledPhotos(items, spec, len(paths), list(files.skipped) + list(manifest.skipped))
-
-
-def _decode(path, use_pil, image_size):
-    """A file -> RGB uint8 at its own size: `catdog.data.decode.load_image`
-    without the final resize (the same decoder and DCT scaling)."""
-    import tensorflow as tf
-
-    from catdog.data.decode import decode_pil, decode_tf
-
-    def with_pil():
-        image = tf.numpy_function(lambda p: decode_pil(os.fsdecode(p), image_size), [path], tf.uint8)
-        image.set_shape([None, None, 3])
-        return image
-
-    return tf.cond(use_pil, with_pil, lambda: decode_tf(tf.io.read_file(path), image_size))
 
 
 def _tfds_photos(spec, limit, seed):
