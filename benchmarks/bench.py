@@ -78,9 +78,9 @@ def bench_pipeline(p, train_dir, work, weights):
 
     import catdog
     from catdog.data.folders import list_labelled_files
-    from catdog.data.inspect import inspect_files
+    from catdog.data.screening import inspect_files
     from catdog.data.pipeline import manifest_dataset
-    from catdog.feature_cache import FeatureCache
+    from catdog.training.feature_cache import FeatureCache
     import tutorial
 
     folder = common.subset_folder(train_dir, work / "pipeline", p["pipeline_per_class"])
@@ -263,9 +263,9 @@ def bench_inference(p, model_path, val_dir, work):
 
     import catdog
     from catdog.data.folders import list_labelled_files
-    from catdog.data.inspect import inspect_files
+    from catdog.data.screening import inspect_files
     from catdog.data.pipeline import manifest_dataset
-    from catdog.inference import Predictor, predict_files
+    from catdog.serving.inference import Predictor, predict_files
 
     per_class = p["predict_images"] // 2
     folder = common.subset_folder(val_dir, work / "predict", per_class)
@@ -514,7 +514,7 @@ def main(argv=None):
         weights = None if args.quick else "imagenet"
         data = "synthetic JPEGs" + (", random weights" if weights is None else ", ImageNet weights")
         if weights == "imagenet":
-            from catdog.backbone import cached_imagenet_weights
+            from catdog.backbones import cached_imagenet_weights
 
             if cached_imagenet_weights() is None:
                 weights, data = None, "synthetic JPEGs, random weights (no cached ImageNet weights)"

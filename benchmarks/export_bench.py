@@ -32,7 +32,7 @@ if "KERAS_HOME" not in os.environ and (SHARED / "keras" / "models").is_dir():
 def photo_set(split, per_class, image_size):
     import numpy as np
 
-    from catdog.data.inspect import inspect_files
+    from catdog.data.screening import inspect_files
     from catdog.data.pipeline import manifest_dataset
 
     base = SHARED / "data" / "cats_and_dogs_filtered" / split
@@ -87,7 +87,7 @@ def main():
     import numpy as np
 
     import catdog
-    from catdog import export
+    from catdog.serving import export
 
     started = time.perf_counter()
     if args.model:

@@ -163,7 +163,7 @@ def main(argv=None):
     import numpy as np
 
     classifier, switch = load_model_code()
-    from catdog.backbone import cached_imagenet_weights
+    from catdog.backbones import cached_imagenet_weights
 
     weights = "imagenet" if not args.quick and cached_imagenet_weights() is not None else None
     rng = np.random.default_rng(0)

@@ -136,7 +136,7 @@ def train_tutorial(seed, p, data):
 
 def run_one(name, seed, p, data, work, results, args):
     """Train (or reuse) and evaluate one candidate with one seed; its result row."""
-    from catdog.robustness import evaluate_shifts
+    from catdog.evaluation.robustness import evaluate_shifts
 
     candidate = CANDIDATES[name]
     if candidate.get("tutorial"):
@@ -338,7 +338,7 @@ def main(argv=None):
             "weights": None,
         }
         description = "synthetic JPEGs, random weights"
-    from catdog.robustness import SUITE_VERSION
+    from catdog.evaluation.robustness import SUITE_VERSION
 
     params = {
         "data": description, "image_size": p["image_size"], "batch_size": p["batch_size"],

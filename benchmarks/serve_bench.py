@@ -88,8 +88,8 @@ def raw_batched_throughput(model_path, photos, batch_size):
     import numpy as np
 
     import catdog
-    from catdog.data.decode import decode_bytes
-    from catdog.inference import Predictor
+    from catdog.data.photos import decode_bytes
+    from catdog.serving.inference import Predictor
 
     model = catdog.load_model(model_path)
     images = np.stack([decode_bytes(content, model.image_size) for content in photos])

@@ -10,7 +10,7 @@ for 10 epochs, then the backbone unfrozen from layer 100 and RMSprop 1e-5 for
 import keras
 import tensorflow as tf
 
-from catdog.backbone import build_mobilenet_v2
+from catdog.backbones import build_mobilenet_v2
 
 BASE_LEARNING_RATE = 1e-4
 FINE_TUNE_AT = 100

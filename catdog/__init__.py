@@ -15,7 +15,7 @@ import pkgutil
 # TensorFlow's C++ INFO/WARNING logs drown the progress bars; set it to 0 to see them.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-__version__ = "0.1.0"
+from catdog.defaults import VERSION as __version__  # noqa: E402
 
 #: Public name -> the module that defines it.
 _EXPORTS = {
@@ -31,26 +31,32 @@ _EXPORTS = {
     "ConfigError": "catdog.errors",
     "DataError": "catdog.errors",
     "DEFAULT_FINE_TUNE_AT": "catdog.defaults",
-    "EvaluationResult": "catdog.evaluation",
+    "EvaluationResult": "catdog.evaluation.evaluate",
     "FineTuneSwitch": "catdog.callbacks",
     "ImageAugmentation": "catdog.layers",
     "ImagePreprocessor": "catdog.layers",
     "ModelFileError": "catdog.errors",
     "OptionalDependencyError": "catdog.errors",
-    "StageOneFeatureCache": "catdog.feature_cache",
-    "TrainConfig": "catdog.config",
-    "TrainResult": "catdog.training",
+    "StageOneFeatureCache": "catdog.training.feature_cache",
+    "TrainConfig": "catdog.training.config",
+    "TrainResult": "catdog.training.train",
     "WeightsUnavailableError": "catdog.errors",
-    "build_mobilenet_v2": "catdog.backbone",
-    "compile_for_stage_one": "catdog.training",
-    "evaluate": "catdog.evaluation",
-    "explain": "catdog.gradcam",
-    "export_model": "catdog.export",
-    "load_exported": "catdog.export",
+    "build_mobilenet_v2": "catdog.backbones",
+    "compile_for_stage_one": "catdog.training.train",
+    "evaluate": "catdog.evaluation.evaluate",
+    "explain": "catdog.evaluation.gradcam",
+    "export_model": "catdog.serving.export",
+    "load_exported": "catdog.serving.export",
     "load_image": "catdog.data.photos",
+    "load_splits": "catdog.data.sources",
+    "plot_training_curves": "catdog.evaluation.figures",
+    "Predictor": "catdog.serving.inference",
+    "preprocessing_for": "catdog.backbones",
+    "evaluate_shifts": "catdog.evaluation.robustness.evaluation",
     "load_model": "catdog.loading",
-    "replace_optimizer": "catdog.callbacks",
-    "train": "catdog.training",
+    "replace_optimizer": "catdog.finetune",
+    "save_model": "catdog.training.distribute",
+    "train": "catdog.training.train",
 }
 
 __all__ = sorted(_EXPORTS)

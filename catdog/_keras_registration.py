@@ -12,7 +12,7 @@ registering modules are imported at once; otherwise a small `sys.meta_path`
 finder waits for the top-level `keras` module. When it has finished
 executing, the registering modules are imported, and the finder removes
 itself. If Keras was imported from inside a catdog module that is itself
-still being imported (e.g. `import catdog.training`), importing the model
+still being imported (e.g. `import catdog.training.train`), importing the model
 then would meet half-initialised modules, so the finder waits until the last
 catdog module being imported has finished (it sees those imports, too:
 it wraps the loaders of `keras` and of `catdog.*` modules, nothing else).

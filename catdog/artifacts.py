@@ -53,7 +53,7 @@ def replace_atomically(path, write):
 
 
 def _output_error(path, error):
-    from catdog.data.folders import os_reason
+    from catdog.errors import os_reason
     from catdog.errors import OutputError
     from catdog.names import escape
 
@@ -71,14 +71,6 @@ def write_text(path, text):
 
 def write_json(path, data):
     write_text(path, json.dumps(data, indent=2, sort_keys=False, default=_jsonable) + "\n")
-
-
-def save_model(model, path):
-    """`model.save(path)` without ever leaving a half-written `.keras` file."""
-    from catdog.distribute import outside_distribution
-
-    with outside_distribution():  # multihost: the chief saves alone
-        replace_atomically(path, model.save)
 
 
 def _jsonable(value):

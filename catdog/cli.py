@@ -108,7 +108,7 @@ def _parse(kind, text):
 
 
 def build_parser():
-    from catdog.config import TrainConfig
+    from catdog.training.config import TrainConfig
 
     defaults = TrainConfig()
     parser = OneLineParser(
@@ -223,9 +223,9 @@ def non_negative_float(text):
 
 
 def run_train(args):
-    from catdog.checkpoint import check_resume_request
-    from catdog.config import TrainConfig
-    from catdog.training import train
+    from catdog.training.run_folder import MODEL_FILE, SKIPPED_FILE, check_resume_request
+    from catdog.training.config import TrainConfig
+    from catdog.training.train import train
 
     check_resume_request(args.out, resume=args.resume, overwrite=args.overwrite)
     config = TrainConfig(
@@ -272,14 +272,14 @@ def run_train(args):
         + (f" (resumed after epoch {result.resumed_from})" if result.resumed_from else "")
         + f" in {result.seconds:.0f} s; "
         f"val_accuracy {final.get('val_accuracy', float('nan')):.4f}; "
-        f"model: {os.path.join(result.run_dir, 'model.keras')}"
-        + (f"; skipped {skipped} files (see {os.path.join(result.run_dir, 'skipped.txt')})" if skipped else "")
+        f"model: {os.path.join(result.run_dir, MODEL_FILE)}"
+        + (f"; skipped {skipped} files (see {os.path.join(result.run_dir, SKIPPED_FILE)})" if skipped else "")
     )
     return 0
 
 
 def run_predict(args):
-    from catdog.inference import predict_files
+    from catdog.serving.inference import predict_files
     from catdog.loading import load_model
     from catdog.names import escape
 
@@ -287,7 +287,7 @@ def run_predict(args):
     predictions, skipped = predict_files(model, args.paths, args.batch_size, args.threshold)
     explanations = {}
     if args.explain and predictions:
-        from catdog.gradcam import write_explanations
+        from catdog.evaluation.figures import write_explanations
 
         explanations, failed = write_explanations(model, predictions, args.explain)
         skipped += failed
@@ -311,9 +311,10 @@ def run_predict(args):
 
 
 def run_evaluate(args):
-    from catdog.evaluation import evaluate, summary_lines, write_evaluation
+    from catdog.evaluation.evaluate import evaluate, summary_lines, write_evaluation
     from catdog.loading import load_model
-    from catdog.report import REPORT_FILE, write_report
+    from catdog.evaluation.files import REPORT_FILE
+    from catdog.evaluation.report import write_report
 
     if args.out:  # refused before any work when it is not catdog's (catdog.ownership)
         from catdog.ownership import EVALUATION, claim_folder
@@ -321,8 +322,8 @@ def run_evaluate(args):
         claim_folder(args.out, EVALUATION)
     shifts = args.shifts or args.shift_only or args.shift_limit
     if shifts:
-        from catdog.robustness.evaluation import evaluate_shifts
-        from catdog.robustness.suite import select
+        from catdog.evaluation.robustness.evaluation import evaluate_shifts
+        from catdog.evaluation.robustness.suite import select
 
         select(args.shift_only)  # an unknown name fails before any work
     model = load_model(args.model)
@@ -340,7 +341,7 @@ def run_evaluate(args):
     else:
         print("\n".join(summary_lines(result)))
         if result.robustness is not None:
-            from catdog.robustness.evaluation import summary_lines as shift_lines
+            from catdog.evaluation.robustness.evaluation import summary_lines as shift_lines
 
             print("\n".join(shift_lines(result.robustness)))
         if args.out:
@@ -353,7 +354,7 @@ def run_evaluate(args):
 
 
 def run_export(args):
-    from catdog.export import export_model
+    from catdog.serving.export import export_model
 
     result = export_model(
         args.model,
@@ -399,7 +400,7 @@ def parse_args(argv=None):
         return args
     train = parser.command_parsers["train"]
     if args.config:
-        from catdog.config_file import argument_defaults, read_config_file
+        from catdog.training.config_file import argument_defaults, read_config_file
 
         train.set_defaults(**argument_defaults(read_config_file(args.config)))
         args = parser.parse_args(argv)
@@ -420,7 +421,7 @@ def default_verbosity(stream):
 
 def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from catdog.errors import CatdogError
+    from catdog.errors import CatdogError, first_line
 
     try:
         args = parse_args(argv)
@@ -438,7 +439,7 @@ def main(argv=None):
     except Exception as error:  # last resort: one line, traceback on request
         if os.environ.get("CATDOG_DEBUG"):
             raise
-        message = (str(error).strip().splitlines() or [""])[0][:300]
+        message = first_line(error)
         print(
             f"catdog: unexpected error: {type(error).__name__}: {message} "
             "(set CATDOG_DEBUG=1 for the traceback)",

@@ -2,9 +2,13 @@
 
 The command line builds its parser (defaults, choices, `--help`) from these
 alone, so `catdog --help` and argument errors answer at once instead of after
-TensorFlow's multi-second import. The modules that use them (`backbone`,
-`callbacks`, `config`, `distribute`, `export`) import them from here.
+TensorFlow's multi-second import. The modules that use them (`backbones`,
+`callbacks`, `training.config`, `training.distribute`, `serving.export`)
+import them from here.
 """
+
+#: catdog's version (the package's `catdog.__version__`; pyproject.toml says the same).
+VERSION = "0.1.0"
 
 #: Index of the first layer unfrozen for fine-tuning, as in the TensorFlow
 #: transfer-learning tutorial (MobileNetV2 has 154 layers, input included).
@@ -14,7 +18,7 @@ DEFAULT_LEARNING_RATE = 1e-3
 #: Stage-2 learning rate: low enough not to wreck ImageNet features.
 DEFAULT_FINE_TUNE_LEARNING_RATE = 1e-5
 
-#: `--distribute` choices (see catdog.distribute).
+#: `--distribute` choices (see catdog.training.distribute).
 DISTRIBUTE_NONE, DISTRIBUTE_MIRRORED, DISTRIBUTE_MULTIHOST = "none", "mirrored", "multihost"
 DISTRIBUTE_CHOICES = (DISTRIBUTE_NONE, DISTRIBUTE_MIRRORED, DISTRIBUTE_MULTIHOST)
 #: Keras' own variables for the cluster, read when an option is not given.
@@ -22,7 +26,7 @@ ENV_COORDINATOR = "KERAS_DISTRIBUTION_JOB_ADDRESSES"
 ENV_NUM_PROCESSES = "KERAS_DISTRIBUTION_NUM_PROCESSES"
 ENV_PROCESS_ID = "KERAS_DISTRIBUTION_PROCESS_ID"
 
-#: `catdog export` formats and quantizations (see catdog.export).
+#: `catdog export` formats and quantizations (see catdog.serving.export).
 EXPORT_SAVEDMODEL, EXPORT_TFLITE, EXPORT_ONNX = "savedmodel", "tflite", "onnx"
 EXPORT_FORMATS = (EXPORT_SAVEDMODEL, EXPORT_TFLITE, EXPORT_ONNX)
 QUANTIZE_INT8, QUANTIZE_FLOAT16 = "int8", "float16"

@@ -30,3 +30,20 @@ class OutputError(CatdogError, OSError):
 
     Also an `OSError`, so code that catches those keeps working.
     """
+
+
+def first_line(error, limit=300):
+    """The first line of an error's message, at most `limit` characters.
+
+    What a one-line report shows of a library's multi-line exception; the
+    exception's type name stands in for an empty message.
+    """
+    lines = str(error).strip().splitlines()
+    return (lines[0] if lines else type(error).__name__)[:limit]
+
+
+def os_reason(error):
+    """A short reason for an OSError, without the path it names ("permission denied")."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror[0].lower() + error.strerror[1:]
+    return first_line(error, 200)

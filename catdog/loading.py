@@ -5,7 +5,7 @@ import zipfile
 
 import keras
 
-from catdog.errors import ModelFileError
+from catdog.errors import ModelFileError, first_line
 
 
 def load_model(path, compile=True):
@@ -24,8 +24,7 @@ def load_model(path, compile=True):
     try:
         model = keras.saving.load_model(path, compile=compile, safe_mode=True)
     except Exception as error:  # Keras raises many types for bad archives
-        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise ModelFileError(f"cannot load {path}: {first_line[:300]}") from error
+        raise ModelFileError(f"cannot load {path}: {first_line(error)}") from error
     if not isinstance(model, ImageClassifier):
         raise ModelFileError(
             f"{path} holds a {type(model).__name__}, not a catdog model"

@@ -160,7 +160,7 @@ class ImageClassifier(keras.Model):
         self.classifier.build((None, features[-1]))
         self.built = True
 
-    #: A `catdog.feature_cache.FeatureCache` while stage 1 uses one.
+    #: A `catdog.training.feature_cache.FeatureCache` while stage 1 uses one.
     feature_cache = None
 
     def call(self, images, training=None):
@@ -348,10 +348,6 @@ def _augmentation_kwargs(augmentation):
         return dict(augmentation)
     raise ConfigError(f"augmentation must be a bool or a dict, got {augmentation!r}")
 
-
-def predict_probabilities(model, images):
-    """P(dog) (P of the second class) for a batch of raw images as a flat float numpy array."""
-    return ops.convert_to_numpy(model(images, training=False)).reshape(-1)
 
 
 def probability_matrix(outputs):

@@ -3,7 +3,8 @@
 Every folder catdog makes for its outputs (a run folder, an evaluation's
 `--out`, a SavedModel export) gets a marker file, `.catdog`. catdog writes
 only into a folder that is new, empty, or marked; inside a marked folder it
-replaces or deletes only its own exact file names (`owned_name`). A folder
+replaces or deletes only its own exact file names (for a run folder,
+`catdog.training.run_folder.owned_name`). A folder
 with other things in it and no marker is the user's: it is refused, whatever
 the flags. (A run folder of a catdog from before markers: create an empty
 `.catdog` file in it to let catdog use it again.)
@@ -19,7 +20,7 @@ import re
 import socket
 import time
 
-from catdog.data.folders import os_reason as reason
+from catdog.errors import os_reason as reason
 from catdog.errors import ConfigError, OutputError
 from catdog.names import escape
 
@@ -29,33 +30,21 @@ MARKER = ".catdog"
 LOCK_FILE = ".catdog.lock"
 RUN, EVALUATION, EXPORT = "run", "evaluation", "export"
 
-#: Exact names of the files catdog writes into a run or evaluation folder.
-OUTPUT_FILES = frozenset({
-    "model.keras", "run_state.json", "history.json", "curves.png", "config.json", "data.json",
-    "skipped.txt", "metrics.json", "confusion_matrix.png", "roc_curve.png", "confidently_wrong.png",
-    "report.html", "history.csv", "robustness.png", MARKER, LOCK_FILE,
-})
-_CHECKPOINT = re.compile(r"checkpoint-epoch[0-9]+\.keras")
 #: `catdog.artifacts` temporaries: ".NAME.XXXXXXXX.tmp.EXT" (mkstemp's 8 random characters).
 _TEMPORARY = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp(?P<suffix>\.[A-Za-z0-9]+)?")
 
 
-def is_checkpoint(name):
-    return _CHECKPOINT.fullmatch(name) is not None
+def temporary_target(name):
+    """The file name a half-written `catdog.artifacts` temporary was for, or None.
 
-
-def is_temporary(name):
-    """A half-written file `catdog.artifacts` left beside one of catdog's own names."""
+    Whether that name is one of catdog's own is the folder owner's to say
+    (`catdog.training.run_folder.owned_name` for a run folder).
+    """
     match = _TEMPORARY.fullmatch(name)
     if match is None:
-        return False
+        return None
     target = match.group("name")
-    return owned_name(target) and (match.group("suffix") or "") == os.path.splitext(target)[1]
-
-
-def owned_name(name):
-    """Whether `name` in a catdog folder is one of catdog's own files."""
-    return name in OUTPUT_FILES or is_checkpoint(name) or is_temporary(name)
+    return target if (match.group("suffix") or "") == os.path.splitext(target)[1] else None
 
 
 def marker_kind(folder):

@@ -16,9 +16,7 @@ import os
 import keras
 
 import catdog
-from catdog.artifacts import save_model
-from catdog.data.sources import load_splits
-from catdog.plots import plot_training_curves
+from catdog import load_splits, plot_training_curves, save_model
 
 
 def main():

@@ -14,7 +14,7 @@ downloaded on first use, or `--weights none` for random ones.
 import argparse
 
 import catdog
-from catdog.backbones import BACKBONES
+from catdog import BACKBONES
 
 
 def main(argv=None):

@@ -12,10 +12,10 @@ from PIL import Image
 import catdog
 from catdog.data.decode import decode_jpeg_scaled, decode_pil
 from catdog.data.folders import list_labelled_files
-from catdog.data.inspect import choose_decoder, inspect_files
+from catdog.data.screening import choose_decoder, inspect_files
 from catdog.data.pipeline import manifest_dataset
 from catdog.data.sources import load_splits
-from catdog.inference import image_files
+from catdog.data.folders import image_files
 from conftest import assert_one_line_error, run_cli
 from messy import RED, can_read, halves, write_messy_folder
 

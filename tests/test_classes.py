@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 import catdog
-from catdog import metrics
+from catdog.evaluation import metrics
 from catdog.data.folders import class_folders_of, list_labelled_files
 from conftest import run_cli, write_photo_folder
 

@@ -4,7 +4,7 @@ from PIL import Image
 
 import catdog
 from catdog.data.folders import list_labelled_files
-from catdog.data.inspect import inspect_files
+from catdog.data.screening import inspect_files
 from catdog.data.pipeline import manifest_dataset
 from catdog.data.sources import load_splits, stratified_split
 from conftest import write_photo_folder

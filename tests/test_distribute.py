@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import catdog
-from catdog import distribute
+from catdog.training import distribute
 from conftest import calibrate_batchnorm, tiny_model, write_photo_folder
 
 DRIVER = pathlib.Path(__file__).with_name("distributed_train.py")
@@ -102,7 +102,7 @@ def test_cli_passes_the_distribution_options(monkeypatch, tmp_path):
         seen["config"] = config
         raise catdog.ConfigError("stop here")
 
-    monkeypatch.setattr("catdog.training.train", fake_train)
+    monkeypatch.setattr("catdog.training.train.train", fake_train)
     code = cli.main([
         "train", "--data", str(tmp_path), "--out", str(tmp_path / "r"), "--distribute", "multihost",
         "--coordinator", "127.0.0.1:5000", "--num-processes", "2", "--process-id", "1",

@@ -9,9 +9,9 @@ import tensorflow as tf
 from PIL import Image
 
 import catdog
-from catdog.evaluation import summary_lines, write_evaluation
-from catdog.figures import EVALUATION_FIGURES
-from catdog.report import render_report
+from catdog.evaluation.evaluate import summary_lines, write_evaluation
+from catdog.evaluation.files import FIGURE_FILES as EVALUATION_FIGURES
+from catdog.evaluation.report import render_report
 from conftest import write_photo_folder
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import catdog
-from catdog import export
+from catdog.serving import export
 from conftest import SHARED_PHOTOS, SHARED_WEIGHTS, calibrate_batchnorm, tiny_model, write_photo_folder
 
 REAL_WEIGHTS = SHARED_WEIGHTS.is_file() and SHARED_PHOTOS.is_dir()
@@ -252,7 +252,7 @@ def test_cli_rejects_unknown_formats(capsys):
 def test_tflite_engine_predictor_matches_the_keras_model_and_leaves_no_file(parity, tmp_path, monkeypatch):
     import tempfile
 
-    from catdog.inference import Predictor
+    from catdog.serving.inference import Predictor
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     predictor = Predictor(parity["model"], engine="tflite")
@@ -266,7 +266,7 @@ def test_tflite_engine_predictor_matches_the_keras_model_and_leaves_no_file(pari
 
 
 def test_unknown_predictor_engine_is_a_config_error(parity):
-    from catdog.inference import Predictor
+    from catdog.serving.inference import Predictor
 
     with pytest.raises(catdog.ConfigError, match="engine"):
         Predictor(parity["model"], engine="onnx")
@@ -281,7 +281,7 @@ def test_savedmodel_bytes_signature_matches_catdog_predict(saved_model, parity, 
     import tensorflow as tf
     from PIL import Image
 
-    from catdog.data.inspect import choose_decoder
+    from catdog.data.screening import choose_decoder
     from conftest import run_cli
     from messy import png16
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import catdog
-from catdog.feature_cache import StageOneFeatureCache
+from catdog.training.feature_cache import StageOneFeatureCache
 from conftest import calibrate_batchnorm, tiny_model, write_photo_folder
 
 pytestmark = pytest.mark.skipif(

@@ -21,7 +21,8 @@ import tensorflow as tf
 from PIL import Image
 
 import catdog
-from catdog import export, ownership
+from catdog import ownership
+from catdog.serving import export
 from catdog.names import escape
 from conftest import (
     SHARED_PHOTOS,
@@ -313,7 +314,7 @@ def test_7_a_13000_pixel_16_bit_png_is_skipped_from_its_header(tmp_path, model_f
         (folder / f"bomb{i}.png").write_bytes((folder / "bomb0.png").read_bytes())
     assert (folder / "bomb0.png").stat().st_size < 400_000
     Image.fromarray(synthetic_photo(1, np.random.default_rng(0))).save(folder / "dog.jpg")
-    from catdog.data.inspect import choose_decoder
+    from catdog.data.screening import choose_decoder
 
     started = time.process_time()
     route, reason = choose_decoder(str(folder / "bomb0.png"), 32)
@@ -422,7 +423,7 @@ def test_11_every_entry_point_gives_one_answer_per_photo(one_answer):
     import keras
 
     from catdog.data.sources import load_splits
-    from catdog.inference import predict_files
+    from catdog.serving.inference import predict_files
 
     paths, folder = one_answer["paths"], str(one_answer["root"] / "photos")
     model = keras.saving.load_model(one_answer["path"])  # plain Keras, after `import catdog`

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import catdog
-from catdog.gradcam import class_activation_maps, overlay
+from catdog.evaluation.gradcam import class_activation_maps, overlay
 from conftest import calibrate_batchnorm, synthetic_photo, tiny_model
 
 #: Stride 8 in MobileNetV2: an 8x8 map at 64x64, inside the nested backbone.

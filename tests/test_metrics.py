@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from catdog import metrics
+from catdog.evaluation import metrics
 
 
 def test_small_fixed_predictions():

@@ -119,7 +119,7 @@ def test_offline_imagenet_download_failure_says_how_to_provide_weights(monkeypat
         raise Exception("URL fetch failure on https://example.invalid/w.h5: None -- offline")
 
     monkeypatch.setattr(file_utils, "get_file", offline)
-    monkeypatch.setattr(catdog.backbone, "cached_imagenet_weights", lambda *a: None)
+    monkeypatch.setattr(catdog.backbones, "cached_imagenet_weights", lambda *a: None)
     with pytest.raises(catdog.WeightsUnavailableError) as info:
         catdog.build_mobilenet_v2(224, 1.0, "imagenet")
     message = str(info.value)

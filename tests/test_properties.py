@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from PIL import Image
 
-from catdog.data.inspect import inspect_files
+from catdog.data.screening import inspect_files
 from catdog.data.pipeline import manifest_dataset
-from catdog.inference import predict_files
+from catdog.serving.inference import predict_files
 from conftest import tiny_model
 
 FORMATS = ["JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF"]

@@ -30,7 +30,7 @@ def test_label_smoothing_moves_the_loss_targets_towards_one_half():
 def test_cosine_schedule_decays_the_stage_two_rate_to_zero_inside_fit():
     from types import SimpleNamespace
 
-    from catdog.training import _fine_tune_optimizer
+    from catdog.training.train import _fine_tune_optimizer
 
     config = catdog.TrainConfig(batch_size=4, epochs=1, fine_tune_epochs=2, fine_tune_learning_rate=1e-4)
     splits = SimpleNamespace(steps_per_epoch=2, counts={"train": 8})

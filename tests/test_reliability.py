@@ -17,7 +17,8 @@ import pytest
 
 import catdog
 from catdog import artifacts
-from catdog.checkpoint import clear_run, prepare_run_dir, run_status
+from catdog.training.distribute import save_model
+from catdog.training.run_folder import clear_run, prepare_run_dir, run_status
 from conftest import ROOT, assert_one_line_error, run_cli, tiny_model, write_photo_folder
 
 
@@ -36,7 +37,7 @@ def small_model():
 @pytest.mark.parametrize("failure", [OSError("No space left on device"), KeyboardInterrupt()])
 def test_a_failure_while_saving_leaves_the_previous_model_intact(small_model, tmp_path, failure):
     path = tmp_path / "model.keras"
-    artifacts.save_model(small_model, str(path))
+    save_model(small_model, str(path))
     good = path.read_bytes()
 
     class HalfSaved:
@@ -46,7 +47,7 @@ def test_a_failure_while_saving_leaves_the_previous_model_intact(small_model, tm
             raise failure
 
     with pytest.raises(type(failure)):
-        artifacts.save_model(HalfSaved(), str(path))
+        save_model(HalfSaved(), str(path))
     assert path.read_bytes() == good
     assert isinstance(catdog.load_model(str(path)), catdog.CatDogClassifier)
     assert leftovers(tmp_path) == []
@@ -57,7 +58,7 @@ def test_artifacts_get_the_permissions_of_any_new_file(small_model, tmp_path, um
     previous = os.umask(umask)
     try:
         artifacts.write_json(str(tmp_path / "history.json"), {"epochs": []})
-        artifacts.save_model(small_model, str(tmp_path / "model.keras"))
+        save_model(small_model, str(tmp_path / "model.keras"))
     finally:
         os.umask(previous)
     for name in ("history.json", "model.keras"):
@@ -124,7 +125,7 @@ WRITING_METHODS = {"save", "savefig", "save_weights", "export", "write_text", "w
 IN_MEMORY_TARGETS = ("buffer", "stream", "handle")
 #: Writes that are not artifacts, with the reason.
 NOT_ARTIFACTS = {
-    ("catdog/distribute.py", "open(copy, 'wb')"): "a scratch copy of a checkpoint in a temporary folder",
+    ("catdog/training/distribute.py", "open(copy, 'wb')"): "a scratch copy of a checkpoint in a temporary folder",
 }
 
 
@@ -338,19 +339,19 @@ def test_bad_train_arguments_are_one_line_errors(tmp_path, capsys, args, fragmen
 def test_a_run_killed_while_writing_its_report_is_unfinished_and_resumes_to_a_report(tmp_path, monkeypatch):
     """The report is part of the run: until it is written the run is not
     finished, its last checkpoint is kept, and `--resume` writes it."""
-    import catdog.training
+    import catdog.training.train
 
     data = write_photo_folder(tmp_path / "photos", per_class=4)
     config = catdog.TrainConfig(
         data=str(data), out=str(tmp_path / "run"), image_size=32, alpha=0.35, weights=None,
         epochs=1, fine_tune_epochs=1, batch_size=4, verbose=0,
     )
-    real_report = catdog.training.write_run_report
+    real_report = catdog.training.train.write_run_report
 
     def killed(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(catdog.training, "write_run_report", killed)
+    monkeypatch.setattr(catdog.training.train, "write_run_report", killed)
     with pytest.raises(KeyboardInterrupt):
         catdog.train(config)
     run_dir = tmp_path / "run"
@@ -359,7 +360,7 @@ def test_a_run_killed_while_writing_its_report_is_unfinished_and_resumes_to_a_re
     assert (run_dir / "checkpoint-epoch2.keras").is_file()
     assert not (run_dir / "report.html").exists()
 
-    monkeypatch.setattr(catdog.training, "write_run_report", real_report)
+    monkeypatch.setattr(catdog.training.train, "write_run_report", real_report)
     result = catdog.train(config, resume=True)
     assert result.resumed_from == 2
     assert run_status(str(run_dir)) == "finished"

@@ -1,5 +1,5 @@
 """The shift suite: each shift does what its name says, the suite is seeded,
-and `evaluate --shifts` scores a model under it (catdog.robustness)."""
+and `evaluate --shifts` scores a model under it (catdog.evaluation.robustness)."""
 
 import json
 
@@ -8,9 +8,9 @@ import pytest
 from PIL import Image
 
 import catdog
-from catdog.robustness import SUITE, apply_shift, evaluate_shifts, select
-from catdog.robustness import camera, imagenet_c
-from catdog.robustness.evaluation import probability_matrix, summary_lines
+from catdog.evaluation.robustness import SUITE, apply_shift, evaluate_shifts, select
+from catdog.evaluation.robustness import camera, imagenet_c
+from catdog.evaluation.robustness.evaluation import probability_matrix, summary_lines
 from conftest import assert_one_line_error, run_cli, tiny_model, write_photo_folder
 
 SHIFT = {shift.name: shift for shift in SUITE}
@@ -300,8 +300,8 @@ def test_a_folder_is_decoded_as_evaluate_decodes_it_and_a_limit_samples_the_same
 
 
 def test_files_and_report_show_the_suite(tmp_path):
-    from catdog.evaluation import write_evaluation
-    from catdog.report import render_report
+    from catdog.evaluation.evaluate import write_evaluation
+    from catdog.evaluation.report import render_report
 
     images = half_images([0.9, 0.2, 0.1, 0.8], [0.1, 0.7, 0.8, 0.9])
     result = catdog.evaluate(LeftBlueModel(), (images, [0, 0, 1, 1]))

@@ -24,7 +24,8 @@ import pytest
 
 import catdog
 from catdog import cli
-from catdog.checkpoint import TEST_PAUSE_ENV, read_json
+from catdog.training.checkpoint import TEST_PAUSE_ENV
+from catdog.training.run_folder import read_json
 from conftest import calibrate_batchnorm, synthetic_photo
 from messy import write_messy_folder
 

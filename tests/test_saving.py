@@ -75,7 +75,7 @@ def test_loading_never_fetches_imagenet_weights(stage_two_file, monkeypatch):
     def no_download(*args, **kwargs):
         raise AssertionError("loading a .keras file must not download weights")
 
-    monkeypatch.setattr(catdog.backbone, "build_mobilenet_v2", catdog.backbone.build_mobilenet_v2)
+    monkeypatch.setattr(catdog.backbones, "build_mobilenet_v2", catdog.backbones.build_mobilenet_v2)
     from keras.src.utils import file_utils
 
     monkeypatch.setattr(file_utils, "get_file", no_download)

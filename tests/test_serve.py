@@ -245,7 +245,7 @@ def predict_cli(capsys, model, *paths):
 
 def test_predict_matches_catdog_predict_for_every_kind_of_image(served, capsys):
     port, photos = served["server"].port, served["photos"]
-    from catdog.data.inspect import choose_decoder
+    from catdog.data.screening import choose_decoder
 
     # The odd images take the decoder route they were written for (else this tests less than it says).
     assert {name: choose_decoder(str(photos / name))[0] for name in served["routes"]} == served["routes"]

@@ -2,10 +2,9 @@
 
 Two decoders: TensorFlow's (in-graph, parallel, used for the common files)
 and Pillow's (for what TensorFlow cannot do right: WebP, TIFF, CMYK JPEGs,
-EXIF-rotated photos). `catdog.data.inspect` decides which file takes which.
+EXIF-rotated photos). `catdog.data.screening` decides which file takes which.
 """
 
-import io
 import os
 
 import numpy as np
@@ -114,7 +113,7 @@ def decode_tf(contents, image_size=None):
 def decode_tf_resized(contents, image_size):
     """Graph op: encoded bytes -> `image_size` RGB uint8 by TensorFlow.
 
-    The TensorFlow route of `catdog predict`, of `decode_bytes` (catdog serve)
+    The TensorFlow route of `catdog predict`, of `catdog.data.photos.decode_bytes` (catdog serve)
     and of the SavedModel signature that takes encoded images: one function,
     so the three give the same pixels.
     """
@@ -173,46 +172,3 @@ def decode_file(path, image_size, use_pil):
 def load_image(path, image_size, use_pil):
     """Graph op: a file path -> `image_size` RGB uint8, by the chosen decoder."""
     return resize_uint8(decode_file(path, image_size, use_pil), image_size)
-
-
-class UndecodableImage(ValueError):
-    """Encoded bytes that are no usable image; the message says why."""
-
-
-def decode_bytes(contents, image_size):
-    """Encoded image bytes -> the model's input, `image_size` RGB uint8 (numpy).
-
-    The route `catdog predict` takes for a file with these bytes (see
-    `catdog.data.inspect.choose_decoder`): TensorFlow for the plain files,
-    Pillow for the rest and for what TensorFlow fails on, then `resize_uint8`.
-    Raises `UndecodableImage` with the reason a file would be skipped for.
-    """
-    from catdog.data.inspect import choose_decoder_bytes, decode_pil_or_reason
-
-    contents = bytes(contents)
-    route, reason = choose_decoder_bytes(contents, image_size)
-    if route is None:
-        raise UndecodableImage(reason)
-    if route == "tf":
-        try:
-            return _tf_decoder(image_size)(tf.constant(contents)).numpy()
-        except tf.errors.OpError:
-            pass  # predict drops it from TensorFlow's pipeline and asks Pillow
-    array, reason = decode_pil_or_reason(io.BytesIO(contents), image_size)
-    if array is None:
-        raise UndecodableImage(reason)
-    return resize_uint8(array, image_size).numpy()
-
-
-_TF_DECODERS = {}
-
-
-def _tf_decoder(image_size):
-    """`decode_tf_resized` traced once per size: eager tf.cond costs more than decoding."""
-    key = tuple(as_size_pair(image_size))
-    if key not in _TF_DECODERS:
-        _TF_DECODERS[key] = tf.function(
-            lambda contents: decode_tf_resized(contents, image_size),
-            input_signature=[tf.TensorSpec([], tf.string)],
-        )
-    return _TF_DECODERS[key]

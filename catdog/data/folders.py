@@ -11,7 +11,7 @@ import os
 import stat
 from dataclasses import dataclass, field
 
-from catdog.errors import DataError
+from catdog.errors import DataError, os_reason
 
 #: Label order shared with TFDS `cats_vs_dogs` and alphabetical folder order.
 CLASS_NAMES = ("cat", "dog")
@@ -252,9 +252,21 @@ def _kind(entry):
     return "not a regular file (device)"
 
 
-def os_reason(error):
-    """A short reason for an OSError, without the path it names."""
-    if isinstance(error, OSError) and error.strerror:
-        return error.strerror[0].lower() + error.strerror[1:]
-    text = str(error).strip().splitlines()
-    return (text[0] if text else type(error).__name__)[:200]
+def image_files(inputs):
+    """Files named in `inputs`, folders walked recursively, hidden entries skipped.
+
+    Returns (files, missing) so a missing path is reported, not fatal.
+    """
+    files, missing = [], []
+    for item in inputs:
+        if os.path.isdir(item):
+            found, skipped = walk_files(item)
+            files.extend(found)
+            missing.extend(skipped)
+        elif os.path.isfile(item):
+            files.append(item)
+        elif os.path.exists(item):
+            missing.append(SkippedFile(item, "not a regular file"))
+        else:
+            missing.append(SkippedFile(item, "no such file or folder"))
+    return files, missing

@@ -7,10 +7,10 @@ import numpy as np
 import tensorflow as tf
 
 from catdog.data.folders import list_labelled_files
-from catdog.data.inspect import inspect_files
+from catdog.data.screening import inspect_files
 from catdog.data.pipeline import decoded_dataset, manifest_dataset
 from catdog.data.sources import TFDS_NAME, TFDS_PREFIX, TFDS_VAL_SPLIT, is_tfds
-from catdog.errors import ConfigError, DataError
+from catdog.errors import ConfigError, DataError, first_line
 
 
 @dataclass
@@ -81,6 +81,15 @@ def parse_tfds_spec(spec):
 
 def tfds_split(spec, image_size, batch_size=32):
     """One split of TFDS `cats_vs_dogs`, e.g. `tfds:cats_vs_dogs:train[80%:]`."""
+    return LabelledData(decoded_dataset(open_tfds_split(spec), image_size, batch_size), source=spec)
+
+
+def open_tfds_split(spec):
+    """The (image, label) pairs of the TFDS split a `tfds:` spec names, undecoded order kept.
+
+    The one place evaluation opens TFDS (training opens its splits through
+    `catdog.data.sources`); a failure is a `DataError` that says why.
+    """
     split = parse_tfds_spec(spec)
     from catdog.data.tfds_source import describe_failure, missing_module, network_failure
 
@@ -88,16 +97,14 @@ def tfds_split(spec, image_size, batch_size=32):
         import tensorflow_datasets as tfds
 
         data_dir = os.environ.get("TFDS_DATA_DIR") or None  # read now, not at TFDS' import
-        dataset = tfds.load(TFDS_NAME, split=split, as_supervised=True, shuffle_files=False, data_dir=data_dir)
+        return tfds.load(TFDS_NAME, split=split, as_supervised=True, shuffle_files=False, data_dir=data_dir)
     except Exception as error:  # TFDS raises many types for bad splits and no data
         if missing_module(error) or network_failure(error) is not None:
             raise describe_failure(TFDS_NAME, error) from error
-        first_line = (str(error).strip().splitlines() or [""])[0][:200]
         raise DataError(
             f"TFDS {TFDS_NAME} split {split!r} is not available "
-            f"({type(error).__name__}: {first_line}); offline, evaluate on a folder with --data DIR"
+            f"({type(error).__name__}: {first_line(error, 200)}); offline, evaluate on a folder with --data DIR"
         ) from error
-    return LabelledData(decoded_dataset(dataset, image_size, batch_size), source=spec)
 
 
 def _batched(dataset, batch_size):

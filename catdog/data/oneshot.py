@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from catdog.data.decode import DECODE_WORKERS, decode_tf_resized, path_tensor, resize_uint8
-from catdog.data.inspect import SkippedFile, choose_decoder, decode_pil_or_reason
+from catdog.data.screening import SkippedFile, choose_decoder, decode_pil_or_reason
 
 
 def decode_once(paths, image_size, batch_size, skipped, workers=DECODE_WORKERS):

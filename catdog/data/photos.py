@@ -5,12 +5,14 @@ server decode a file the same way: this module says how, so that a user can
 hand a photo to a loaded `.keras` model and get the P(dog) catdog prints.
 """
 
+import io
 import os
 
 import tensorflow as tf
 
-from catdog.data.decode import decode_tf, resize_uint8
-from catdog.data.inspect import choose_decoder, decode_pil_or_reason
+from catdog.data.decode import decode_tf, decode_tf_resized, resize_uint8
+from catdog.data.screening import choose_decoder, choose_decoder_bytes, decode_pil_or_reason
+from catdog.layers.preprocessing import as_size_pair
 from catdog.errors import ConfigError, DataError
 from catdog.names import escape
 
@@ -53,3 +55,44 @@ def load_image(path, image_size=None, resize=False):
     if resize:
         image = resize_uint8(image, image_size).numpy()
     return image
+
+
+class UndecodableImage(ValueError):
+    """Encoded bytes that are no usable image; the message says why."""
+
+
+def decode_bytes(contents, image_size):
+    """Encoded image bytes -> the model's input, `image_size` RGB uint8 (numpy).
+
+    The route `catdog predict` takes for a file with these bytes (see
+    `catdog.data.screening.choose_decoder`): TensorFlow for the plain files,
+    Pillow for the rest and for what TensorFlow fails on, then `resize_uint8`.
+    Raises `UndecodableImage` with the reason a file would be skipped for.
+    """
+    contents = bytes(contents)
+    route, reason = choose_decoder_bytes(contents, image_size)
+    if route is None:
+        raise UndecodableImage(reason)
+    if route == "tf":
+        try:
+            return _tf_decoder(image_size)(tf.constant(contents)).numpy()
+        except tf.errors.OpError:
+            pass  # predict drops it from TensorFlow's pipeline and asks Pillow
+    array, reason = decode_pil_or_reason(io.BytesIO(contents), image_size)
+    if array is None:
+        raise UndecodableImage(reason)
+    return resize_uint8(array, image_size).numpy()
+
+
+_TF_DECODERS = {}
+
+
+def _tf_decoder(image_size):
+    """`decode_tf_resized` traced once per size: eager tf.cond costs more than decoding."""
+    key = tuple(as_size_pair(image_size))
+    if key not in _TF_DECODERS:
+        _TF_DECODERS[key] = tf.function(
+            lambda contents: decode_tf_resized(contents, image_size),
+            input_signature=[tf.TensorSpec([], tf.string)],
+        )
+    return _TF_DECODERS[key]

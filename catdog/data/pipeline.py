@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from catdog.data.decode import load_image, resize_uint8
-from catdog.data.inspect import as_arrays
+from catdog.data.screening import as_arrays
 
 AUTOTUNE = tf.data.AUTOTUNE
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from catdog.data.folders import CLASS_NAMES, list_labelled_files
-from catdog.data.inspect import inspect_files
+from catdog.data.screening import inspect_files
 from catdog.data.pipeline import decoded_dataset, manifest_dataset
 from catdog.errors import ConfigError, DataError
 

@@ -22,7 +22,7 @@ import socket
 import urllib.error
 import urllib.parse
 
-from catdog.errors import CatdogError, DataError
+from catdog.errors import CatdogError, DataError, first_line
 
 #: Import name -> the package that provides it, where they differ.
 _PACKAGES = {"yaml": "PyYAML", "PIL": "pillow", "google.protobuf": "protobuf", "tree": "dm-tree"}
@@ -62,8 +62,8 @@ def describe_failure(name, error):
         )
     offline = network_failure(error)
     if offline is not None:
-        return DataError(f"TFDS {name} cannot be downloaded: no network ({_first_line(offline)}); {_OFFLINE_ADVICE}")
-    return DataError(f"TFDS {name} failed: {type(error).__name__}: {_first_line(error)}")
+        return DataError(f"TFDS {name} cannot be downloaded: no network ({first_line(offline)}); {_OFFLINE_ADVICE}")
+    return DataError(f"TFDS {name} failed: {type(error).__name__}: {first_line(error)}")
 
 
 def missing_module(error):
@@ -133,7 +133,3 @@ def _chain(error):
         seen.add(id(error))
         yield error
         error = error.__cause__ or error.__context__
-
-
-def _first_line(error):
-    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]

@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from catdog.errors import first_line
 from catdog.serving.batcher import BatcherStopped, DynamicBatcher
 from catdog.serving.metrics import ServingMetrics
 from catdog.serving.uploads import Limits, UploadError, read_images
@@ -79,7 +80,7 @@ class ServerState:
             if self.ready and self.on_ready is not None:
                 self.on_ready(self.warm_up_s)
         except Exception as error:  # a bad model file: say why, then stop the server
-            self.error = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+            self.error = first_line(error)
             if self.on_fatal is not None:
                 self.on_fatal(self.error)
 
@@ -252,7 +253,7 @@ async def _classify(state, service, upload, explain):
 
 def prepare(content, image_size, max_pixels=MAX_PIXELS):
     """Upload bytes -> the model's input, as `catdog predict` decodes a file (or UploadError)."""
-    from catdog.data.decode import UndecodableImage, decode_bytes
+    from catdog.data.photos import UndecodableImage, decode_bytes
 
     if not content:
         raise UploadError(400, "empty upload: the body holds no bytes")
@@ -285,7 +286,7 @@ def overlay_data_url(content, heat_map):
     from PIL import Image
 
     from catdog.data.decode import decode_pil
-    from catdog.gradcam import overlay
+    from catdog.evaluation.gradcam import overlay
 
     pixels = decode_pil(io.BytesIO(content), OVERLAY_SIDE)
     if max(pixels.shape[:2]) > OVERLAY_SIDE:

@@ -6,6 +6,9 @@ import time
 
 import numpy as np
 
+from catdog.evaluation.files import METRICS_FILE
+from catdog.training.run_folder import HISTORY_FILE
+
 #: Class names of a model that has none (catdog models before N-class support).
 DEFAULT_CLASS_NAMES = ("cat", "dog")
 #: metrics.json entries left out of /metadata: per-image lists, not metrics.
@@ -67,7 +70,7 @@ class ModelService:
 
         from PIL import Image
 
-        from catdog.data.decode import decode_bytes
+        from catdog.data.photos import decode_bytes
 
         started = time.perf_counter()
         rng = np.random.default_rng(0)
@@ -93,7 +96,7 @@ class ModelService:
         maps = [None] * len(images)
         wanted = np.flatnonzero(explain)
         if len(wanted):
-            from catdog.gradcam import class_activation_maps
+            from catdog.evaluation.gradcam import class_activation_maps
 
             for index, heat_map in zip(wanted, class_activation_maps(self.model, images[wanted])):
                 maps[index] = heat_map
@@ -110,7 +113,7 @@ class ModelService:
     def metadata(self):
         import keras
 
-        import catdog
+        from catdog.defaults import VERSION
 
         config = self.model.get_config()
         backbone = getattr(self.model, "backbone_name", None) or config.get("backbone") or "MobileNetV2"
@@ -121,7 +124,7 @@ class ModelService:
             "backbone": backbone,
             "backbone_alpha": config.get("alpha"),
             "stage": config.get("stage"),
-            "catdog_version": catdog.__version__,
+            "catdog_version": VERSION,
             "keras_version": keras.__version__,
             "backend": keras.backend.backend(),
         }
@@ -132,10 +135,10 @@ class ModelService:
 def training_metrics(run_dir):
     """metrics.json and the last epoch of history.json from a run folder, where present."""
     found = {}
-    metrics = _read_json(os.path.join(run_dir, "metrics.json"))
+    metrics = _read_json(os.path.join(run_dir, METRICS_FILE))
     if isinstance(metrics, dict):
         found["metrics"] = {k: v for k, v in metrics.items() if k not in _BULKY}
-    history = _read_json(os.path.join(run_dir, "history.json"))
+    history = _read_json(os.path.join(run_dir, HISTORY_FILE))
     epochs = history.get("epochs") if isinstance(history, dict) else None
     if epochs:
         found["epochs"] = len(epochs)

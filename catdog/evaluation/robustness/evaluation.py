@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from catdog.errors import ConfigError, DataError
-from catdog.robustness.suite import SUITE_VERSION, photo_rng, select
+from catdog.evaluation.robustness.suite import SUITE_VERSION, photo_rng, select
 
 #: Prediction batches of this many photos; each is shifted every way first.
 DEFAULT_BATCH = 32
@@ -262,7 +262,7 @@ def _folder_photos(spec, image_size, limit, seed):
 
     from catdog.data.decode import decode_file
     from catdog.data.folders import list_labelled_files
-    from catdog.data.inspect import as_arrays, inspect_files
+    from catdog.data.screening import as_arrays, inspect_files
 
     files = list_labelled_files(spec)
     manifest = inspect_files(files.paths, files.labels, image_size)
@@ -284,20 +284,9 @@ def _folder_photos(spec, image_size, limit, seed):
 
 
 def _tfds_photos(spec, limit, seed):
-    from catdog.data.labelled import parse_tfds_spec
-    from catdog.data.sources import TFDS_NAME
+    from catdog.data.labelled import open_tfds_split
 
-    split = parse_tfds_spec(spec)
-    import tensorflow_datasets as tfds
-
-    try:
-        dataset = tfds.load(TFDS_NAME, split=split, as_supervised=True, shuffle_files=False)
-    except Exception as error:  # TFDS raises many types for bad splits and no data
-        first_line = (str(error).strip().splitlines() or [""])[0][:200]
-        raise DataError(
-            f"TFDS {TFDS_NAME} split {split!r} is not available "
-            f"({type(error).__name__}: {first_line}); offline, evaluate on a folder with --data DIR"
-        ) from error
+    dataset = open_tfds_split(spec)
     return _dataset_photos(dataset, spec, int(dataset.cardinality()), limit, seed)
 
 

@@ -30,6 +30,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 
+from catdog import artifacts
 from catdog.errors import ConfigError, OptionalDependencyError
 
 from catdog.defaults import DISTRIBUTE_CHOICES as CHOICES
@@ -331,6 +332,30 @@ def broadcast_bytes(content):
     if is_source:
         buffer[:] = np.frombuffer(content, np.uint8)
     return np.asarray(multihost_utils.broadcast_one_to_all(buffer)).tobytes()
+
+
+def save_model(model, path):
+    """`model.save(path)`, atomically, never leaving a half-written `.keras` file.
+
+    Under a multihost distribution only the chief calls it, and it saves
+    outside the distribution (see `outside_distribution`); elsewhere it is
+    `model.save` through a temporary file and an atomic rename.
+
+    Args:
+        model: The Keras model to save.
+        path: The `.keras` file to write (replaced if it exists).
+
+    Example:
+
+    >>> import os, tempfile, keras, catdog
+    >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.keras")
+    >>> catdog.save_model(model, path)
+    >>> keras.saving.load_model(path).output_shape
+    (None, 1)
+    """
+    with outside_distribution():  # multihost: the chief saves alone
+        artifacts.replace_atomically(path, model.save)
 
 
 @contextlib.contextmanager

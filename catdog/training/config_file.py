@@ -19,7 +19,7 @@ import re
 import types
 import typing
 
-from catdog.config import TrainConfig
+from catdog.training.config import TrainConfig
 from catdog.errors import ConfigError
 
 #: Keys of a run's config.json that describe one invocation, not the run.

@@ -9,29 +9,32 @@ from dataclasses import dataclass
 
 import keras
 
-from catdog import artifacts, distribute, ownership
+from catdog import artifacts, ownership
+from catdog.training import distribute
 from catdog.callbacks import FineTuneSwitch
-from catdog.checkpoint import (
+from catdog.training.checkpoint import RunCheckpoint, restore_random_state, write_history
+from catdog.training.run_folder import (
+    CONFIG_FILE,
+    CURVES_FILE,
+    DATA_FILE,
+    MODEL_FILE,
+    SKIPPED_FILE,
     STATE_FILE,
     ResumePoint,
-    RunCheckpoint,
     prepare_run_dir,
     remove_checkpoints,
-    restore_random_state,
-    write_history,
 )
-from catdog.config import TrainConfig
+from catdog.training.config import TrainConfig
 from catdog.data.sources import load_splits
-from catdog.epoch_log import EpochLogLine
-from catdog.feature_cache import StageOneFeatureCache
+from catdog.training.epoch_log import EpochLogLine
+from catdog.training.feature_cache import StageOneFeatureCache
 from catdog.errors import CatdogError
 from catdog.model import CAT_DOG, CatDogClassifier, ImageClassifier
 from catdog.names import escape
-from catdog.plots import plot_training_curves
-from catdog.report import write_run_report
-from catdog.tensorboard_logs import StageTensorBoard
+from catdog.evaluation.figures import plot_training_curves
+from catdog.training.run_report import write_run_report
+from catdog.training.tensorboard_logs import StageTensorBoard
 
-MODEL_FILE = "model.keras"
 
 
 class TrainingDiverged(CatdogError):
@@ -83,7 +86,7 @@ def train(config=None, callbacks=(), **overrides):
     `report.html`. While it runs it keeps the last epoch's checkpoint and
     `run_state.json`; calling `train` again with the same folder and settings
     resumes from the last completed epoch, exactly where the interrupted run
-    was (see `catdog.checkpoint`). `config.seed` fixes everything random:
+    was (see `catdog.training.checkpoint`). `config.seed` fixes everything random:
     two runs with the same seed and data give the same weights on CPU.
     `config.verbose`: 0 prints nothing but warnings, 1 Keras' progress bars,
     2 one line per epoch (for log files).
@@ -129,16 +132,16 @@ def _train(config, callbacks, distributor, started):
         cache=config.cache,
     )
     if chief:
-        artifacts.write_json(os.path.join(run_dir, "config.json"), config.to_dict())
-        artifacts.write_json(os.path.join(run_dir, "data.json"), splits.summary())
+        artifacts.write_json(os.path.join(run_dir, CONFIG_FILE), config.to_dict())
+        artifacts.write_json(os.path.join(run_dir, DATA_FILE), splits.summary())
     if splits.skipped and chief:
         artifacts.write_text(
-            os.path.join(run_dir, "skipped.txt"),
+            os.path.join(run_dir, SKIPPED_FILE),
             # one line per file: names escaped (catdog.names), so none can forge a line
             "".join(f"{escape(s.path)}\t{escape(s.reason)}\n" for s in splits.skipped),
         )
         if verbose:
-            print(f"catdog: skipped {len(splits.skipped)} unusable files (see {run_dir}/skipped.txt)")
+            print(f"catdog: skipped {len(splits.skipped)} unusable files (see {os.path.join(run_dir, SKIPPED_FILE)})")
 
     records, initial_epoch = [], 0
     if resume_from is not None:
@@ -229,9 +232,9 @@ def _train(config, callbacks, distributor, started):
             is_chief=False,
         )
 
-    artifacts.save_model(model, os.path.join(run_dir, MODEL_FILE))
+    distribute.save_model(model, os.path.join(run_dir, MODEL_FILE))
     write_history(run_dir, recorder.records, switch_epoch)
-    plot_training_curves(recorder.records, os.path.join(run_dir, "curves.png"), switch_epoch)
+    plot_training_curves(recorder.records, os.path.join(run_dir, CURVES_FILE), switch_epoch)
     # metrics.json, the evaluation figures and report.html, on the validation data;
     # before the run counts as finished, so a kill here is resumed and redone.
     write_run_report(run_dir, model, splits, config, recorder.records, switch_epoch)

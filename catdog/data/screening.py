@@ -15,7 +15,8 @@ import tensorflow as tf
 from PIL import Image, UnidentifiedImageError
 
 from catdog.data.decode import DECODE_WORKERS, decode_pil, decode_tf, path_tensor, too_many_pixels
-from catdog.data.folders import SkippedFile, os_reason
+from catdog.data.folders import SkippedFile
+from catdog.errors import os_reason
 
 #: Formats TensorFlow's own decoders read correctly in the common modes.
 TF_FORMATS = {"JPEG", "PNG", "GIF", "BMP"}

@@ -17,8 +17,7 @@ import numpy as np
 
 from catdog import artifacts
 
-REPORT_FILE = "report.html"
-CURVES_FILE = "curves.png"
+
 
 FIGURE_CAPTIONS = {
     "curves": "Training curves of both stages; the dashed line marks the switch to fine-tuning.",
@@ -45,64 +44,6 @@ figcaption { color: #555; font-size: 0.95em; }
 .examples figure { width: 220px; margin: 0; }
 .examples img { width: 220px; height: 180px; object-fit: contain; background: #f3f3f3; }
 """
-
-
-def write_run_report(run_dir, model, splits, config, history, switch_epoch):
-    """Evaluate on the run's validation data and write metrics, figures and report.
-
-    Called at the end of `catdog.train`; returns the `EvaluationResult`. A
-    failure here is reported, not raised: the trained model is already saved.
-    """
-    try:
-        return _write_run_report(run_dir, model, splits, config, history, switch_epoch)
-    except Exception as error:
-        if os.environ.get("CATDOG_DEBUG"):
-            raise
-        import sys
-
-        first_line = (str(error).strip().splitlines() or [""])[0][:300]
-        print(
-            f"catdog: warning: the model is saved, but the evaluation report failed: "
-            f"{type(error).__name__}: {first_line} (catdog evaluate can redo it)",
-            file=sys.stderr,
-        )
-        return None
-
-
-def _write_run_report(run_dir, model, splits, config, history, switch_epoch):
-    from catdog.data.labelled import LabelledData
-    from catdog.evaluation import evaluate, write_evaluation
-
-    manifest = splits.validation_manifest
-    validation = LabelledData(
-        splits.validation,
-        source=config.val_data or f"{config.data} (validation part)",
-        paths=list(manifest.paths) if manifest is not None else None,
-        skipped=list(manifest.skipped) if manifest is not None else [],
-    )
-    result = evaluate(model, validation, batch_size=config.batch_size)
-    figures = write_evaluation(result, run_dir, title=f"validation: {validation.source}")
-    curves = os.path.join(run_dir, CURVES_FILE)
-    if os.path.exists(curves):
-        figures = {"curves": curves, **figures}
-    write_report(
-        os.path.join(run_dir, REPORT_FILE),
-        result,
-        figures,
-        title=f"catdog run {os.path.basename(os.path.abspath(run_dir))}",
-        config=config.to_dict(),
-        data=splits.summary(),
-        history=history,
-        switch_epoch=switch_epoch,
-    )
-    if config.verbose:
-        auc = result.auc
-        print(
-            f"catdog: validation accuracy {result.accuracy:.4f}, AUC "
-            f"{'n/a' if auc is None else f'{auc:.4f}'}, log loss {result.log_loss:.4f} "
-            f"on {result.n_images} images; report: {os.path.join(run_dir, REPORT_FILE)}"
-        )
-    return result
 
 
 def write_report(path, result, figures, title="catdog evaluation", config=None, data=None, history=None, switch_epoch=None):
@@ -213,7 +154,7 @@ def _evaluation_tables(metrics):
 
 
 def _robustness_table(robustness):
-    """The shift suite's accuracies (see `catdog.robustness`)."""
+    """The shift suite's accuracies (see `catdog.evaluation.robustness`)."""
     rows = [("clean", "the photos as they are", robustness["clean_accuracy"], 0.0)]
     rows += [
         (name, row["description"], row["accuracy"], -row["drop"]) for name, row in robustness["shifts"].items()
@@ -288,7 +229,7 @@ def _figure(name, path):
 def _examples(examples):
     if not examples:
         return "<p>No image was misclassified.</p>"
-    from catdog.figures import thumbnail
+    from catdog.evaluation.figures import thumbnail
 
     cells = []
     for example in examples:

@@ -11,7 +11,6 @@ gradient reaches an inner layer of the nested backbone as well as its output.
 Needs the TensorFlow backend (Keras' default for catdog).
 """
 
-import os
 
 import keras
 import numpy as np
@@ -151,48 +150,3 @@ def _logit(model, features):
     pooled = ops.cast(model.pool(features), "float32")
     classifier = model.classifier
     return ops.matmul(pooled, classifier.kernel) + classifier.bias
-
-
-#: Longest side of the photo shown in an explanation figure.
-EXPLANATION_SIDE = 512
-
-
-def write_explanations(model, predictions, out_dir, layer=None):
-    """One Grad-CAM figure per `Prediction` in `out_dir`.
-
-    Returns ({image path: figure path}, [SkippedFile]) so one bad file does
-    not stop the others.
-    """
-    from catdog.data.inspect import SkippedFile
-    from catdog.figures import plot_explanation
-
-    os.makedirs(out_dir, exist_ok=True)
-    written, failed, used = {}, [], set()
-    for prediction in predictions:
-        target = os.path.join(out_dir, _unique_name(prediction.path, used))
-        try:
-            pixels = load_pixels(prediction.path, EXPLANATION_SIDE)
-            heat_map = explain(model, pixels, layer=layer)
-            plot_explanation(
-                target, pixels, heat_map,
-                f"{os.path.basename(prediction.path)}: {prediction.label}, "
-                f"P({prediction.class_names[1] if np.ndim(prediction.p_dog) == 0 else prediction.label}) "
-                f"{prediction.score:.3f}",
-            )
-        except ConfigError:
-            raise
-        except Exception as error:  # a file that changed or vanished since it was predicted
-            failed.append(SkippedFile(prediction.path, f"no explanation: {type(error).__name__}: {error}"[:200]))
-            continue
-        written[prediction.path] = target
-    return written, failed
-
-
-def _unique_name(path, used):
-    stem = os.path.splitext(os.path.basename(path))[0] or "image"
-    name, number = f"{stem}.gradcam.png", 1
-    while name in used:
-        number += 1
-        name = f"{stem}.{number}.gradcam.png"
-    used.add(name)
-    return name

@@ -102,13 +102,6 @@ def roc_auc(labels, p_dog):
     return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
 
 
-def basic_metrics(labels, p_dog, threshold=0.5):
-    return {
-        "accuracy": accuracy(labels, p_dog, threshold),
-        "loss": log_loss(labels, p_dog),
-        "n_images": int(np.asarray(labels).size),
-    }
-
 
 def classification_metrics(labels, p_dog, threshold=0.5, class_names=CLASS_NAMES):
     """Everything `catdog evaluate` reports for two classes, as a JSON-ready dict.

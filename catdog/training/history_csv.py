@@ -5,8 +5,8 @@ import io
 import os
 
 from catdog import artifacts
+from catdog.training.run_folder import HISTORY_CSV_FILE
 
-HISTORY_CSV_FILE = "history.csv"
 #: The columns that come first; other metrics follow, sorted, then `seconds`.
 _FIRST = ("epoch", "stage", "learning_rate", "loss", "accuracy", "val_loss", "val_accuracy")
 

@@ -12,10 +12,10 @@ import os
 import keras
 
 from catdog.callbacks import current_learning_rate
+from catdog.training.run_folder import LOG_SUBFOLDERS, LOGS_DIR
 
-LOGS_DIR = "logs"
 #: Sub-folders as Keras' TensorBoard callback names them, so the curves overlay.
-TRAIN, VALIDATION = "train", "validation"
+TRAIN, VALIDATION = LOG_SUBFOLDERS
 
 
 class StageTensorBoard(keras.callbacks.Callback):
@@ -109,22 +109,3 @@ def logged_steps(folder, tag="epoch_loss"):
         except tf.errors.DataLossError:  # the end of a file a kill cut short
             pass
     return steps
-
-
-def remove_logs(run_dir):
-    """Delete the event files catdog wrote under `run_dir/logs/` (for `--overwrite`), nothing else."""
-    logs = os.path.join(run_dir, LOGS_DIR)
-    for sub in (TRAIN, VALIDATION):
-        folder = os.path.join(logs, sub)
-        for path in glob.glob(os.path.join(glob.escape(folder), "events.out.tfevents.*")):
-            if os.path.isfile(path):
-                os.remove(path)
-        _remove_if_empty(folder)
-    _remove_if_empty(logs)
-
-
-def _remove_if_empty(folder):
-    try:
-        os.rmdir(folder)
-    except OSError:  # not there, or holds something that is not ours
-        pass

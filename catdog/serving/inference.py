@@ -7,8 +7,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from catdog.data.folders import CLASS_NAMES, walk_files
-from catdog.data.inspect import SkippedFile
+from catdog.data.folders import CLASS_NAMES, image_files
 from catdog.data.oneshot import decode_once
 from catdog.errors import ConfigError
 
@@ -58,25 +57,6 @@ class Prediction:
         row["probabilities"] = {name: round(p, 6) for name, p in self.probabilities.items()}
         return row
 
-
-def image_files(inputs):
-    """Files named in `inputs`, folders walked recursively, hidden entries skipped.
-
-    Returns (files, missing) so a missing path is reported, not fatal.
-    """
-    files, missing = [], []
-    for item in inputs:
-        if os.path.isdir(item):
-            found, skipped = walk_files(item)
-            files.extend(found)
-            missing.extend(skipped)
-        elif os.path.isfile(item):
-            files.append(item)
-        elif os.path.exists(item):
-            missing.append(SkippedFile(item, "not a regular file"))
-        else:
-            missing.append(SkippedFile(item, "no such file or folder"))
-    return files, missing
 
 
 class Predictor:
@@ -132,7 +112,7 @@ def _tflite_forward(model):
     """
     import tempfile
 
-    from catdog.export import TFLITE, TFLiteRunner, export_model
+    from catdog.serving.export import TFLITE, TFLiteRunner, export_model
 
     with tempfile.TemporaryDirectory(prefix="catdog-tflite-") as folder:
         path = os.path.join(folder, "model.tflite")
@@ -150,12 +130,6 @@ def predictor_for(model):
         object.__setattr__(model, "_catdog_predictor", predictor)
     return predictor
 
-
-def probabilities(model, dataset, predictor=None):
-    """P(dog) for every image of a batched (images, labels) dataset."""
-    predictor = predictor or predictor_for(model)
-    outputs = [predictor(images) for images, _ in dataset]
-    return np.concatenate(outputs) if outputs else np.zeros((0,), np.float32)
 
 
 def predict_files(model, inputs, batch_size=32, threshold=0.5):
@@ -176,7 +150,3 @@ def predict_files(model, inputs, batch_size=32, threshold=0.5):
 def _scalar_or_vector(output):
     output = np.asarray(output, np.float64)
     return float(output) if output.ndim == 0 else output
-
-
-def has_gpu():
-    return bool(tf.config.list_physical_devices("GPU"))

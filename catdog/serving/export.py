@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from catdog import artifacts, ownership
-from catdog.data.folders import os_reason
-from catdog.errors import CatdogError, ConfigError, OptionalDependencyError, OutputError
+
+from catdog.errors import CatdogError, ConfigError, OptionalDependencyError, OutputError, first_line, os_reason
 
 from catdog.defaults import DEFAULT_CALIBRATION_IMAGES, QUANTIZATIONS
 from catdog.defaults import EXPORT_FORMATS as FORMATS
@@ -234,7 +234,7 @@ def tflite_from_saved_model(saved_model, quantize=None, calibration=None):
             warnings.simplefilter("ignore", UserWarning)
             return converter.convert()
     except Exception as error:  # the converter raises ConverterError and others
-        raise ExportError(f"TFLite conversion failed: {_first_line(error)}") from error
+        raise ExportError(f"TFLite conversion failed: {first_line(error)}") from error
 
 
 def write_onnx(model, path):
@@ -248,7 +248,7 @@ def write_onnx(model, path):
             warnings.simplefilter("ignore", FutureWarning)  # Keras' tf2onnx numpy-2 patch
             model.export(path, format="onnx", input_signature=[spec], opset_version=ONNX_OPSET, verbose=False)
     except Exception as error:
-        raise ExportError(f"ONNX export failed: {_first_line(error)}") from error
+        raise ExportError(f"ONNX export failed: {first_line(error)}") from error
     graph = onnx.load(path)
     _rename_output(graph, OUTPUT_NAME)
     onnx.save(graph, path)
@@ -431,9 +431,9 @@ def calibration_array(source, image_size, limit=DEFAULT_CALIBRATION_IMAGES):
 
 
 def _read_images(source, image_size, limit):
-    from catdog.data.inspect import inspect_files
+    from catdog.data.screening import inspect_files
     from catdog.data.pipeline import manifest_dataset
-    from catdog.inference import image_files
+    from catdog.data.folders import image_files
 
     inputs = [os.fspath(source)] if isinstance(source, (str, os.PathLike)) else [os.fspath(s) for s in source]
     for item in inputs:
@@ -636,9 +636,6 @@ def _size(path):
         )
     return os.path.getsize(path)
 
-
-def _first_line(error):
-    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
 
 
 @contextlib.contextmanager

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from catdog.errors import ConfigError
-from catdog.robustness import camera, imagenet_c
+from catdog.evaluation.robustness import camera, imagenet_c
 
 #: Version of the suite's definition; bump it when a shift changes, so that
 #: numbers measured with different suites are not compared.

@@ -52,7 +52,7 @@ class TrainConfig:
     augment_stage_one: bool = False
     limit: int | None = None
     cache: str = "auto"
-    #: remember the frozen backbone's features in stage 1 (see catdog.feature_cache)
+    #: remember the frozen backbone's features in stage 1 (see catdog.training.feature_cache)
     feature_cache: bool = True
     mixed_precision: bool = False
     seed: int = 0
@@ -61,7 +61,7 @@ class TrainConfig:
     #: 0: quiet, 1: progress bars, 2: one line per epoch (`catdog train`: 1 on a terminal, else 2)
     verbose: int = 1
     #: "none", "mirrored" (all GPUs of this machine) or "multihost" (JAX,
-    #: several machines); see `catdog.distribute`. batch_size is global.
+    #: several machines); see `catdog.training.distribute`. batch_size is global.
     distribute: str = "none"
     #: multihost only; None reads KERAS_DISTRIBUTION_JOB_ADDRESSES,
     #: KERAS_DISTRIBUTION_NUM_PROCESSES and KERAS_DISTRIBUTION_PROCESS_ID.

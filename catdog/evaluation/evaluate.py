@@ -9,10 +9,10 @@ from catdog import artifacts, ownership
 from catdog.data.folders import CLASS_NAMES
 from catdog.data.labelled import labelled_data
 from catdog.errors import DataError
-from catdog.metrics import classification_metrics, multiclass_metrics, predicted_labels
+from catdog.evaluation.files import METRICS_FILE, ROBUSTNESS_FIGURE_FILE
+from catdog.evaluation.metrics import classification_metrics, multiclass_metrics, predicted_labels
 from catdog.names import escape
 
-METRICS_FILE = "metrics.json"
 #: How many confidently wrong images an evaluation keeps for its figure.
 N_WRONG = 12
 TTA_METHOD = "mean P(dog) of the image and its mirror image (horizontal flip)"
@@ -75,7 +75,7 @@ class EvaluationResult:
     skipped: list = field(default_factory=list)
     confidently_wrong: list = field(default_factory=list)
     p_dog_plain: np.ndarray | None = None
-    #: A `catdog.robustness.RobustnessResult` when the shift suite ran too.
+    #: A `catdog.evaluation.robustness.RobustnessResult` when the shift suite ran too.
     robustness: object = None
     class_names: tuple = CLASS_NAMES
 
@@ -209,17 +209,17 @@ def evaluate(model, data, threshold=0.5, batch_size=32, tta=False, n_wrong=N_WRO
 
 def write_evaluation(result, out_dir, title="catdog evaluation"):
     """`metrics.json` and the evaluation figures in `out_dir`; returns the figure paths."""
-    from catdog.figures import write_evaluation_figures
+    from catdog.evaluation.figures import write_evaluation_figures
 
     # a new, empty or catdog-made folder only: a user's metrics.json is not replaced
     ownership.claim_folder(out_dir, ownership.EVALUATION)
     artifacts.write_json(os.path.join(out_dir, METRICS_FILE), result.to_dict())
     figures = write_evaluation_figures(result, out_dir, title)
     if result.robustness is not None:
-        from catdog.robustness.figure import FIGURE_FILE, plot_shift_accuracy
+        from catdog.evaluation.robustness.figure import plot_shift_accuracy
 
         figures["robustness"] = plot_shift_accuracy(
-            result.robustness.to_dict(), os.path.join(out_dir, FIGURE_FILE), title
+            result.robustness.to_dict(), os.path.join(out_dir, ROBUSTNESS_FIGURE_FILE), title
         )
     return figures
 

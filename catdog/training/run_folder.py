@@ -1,4 +1,9 @@
-"""Per-epoch checkpoints and history, so an interrupted run loses at most an epoch.
+"""The run folder's one owner: its file names, its states and the rules to resume it.
+
+Every name catdog writes into a run folder is declared here (the
+evaluation's own names come from `catdog.evaluation.files`), so `--overwrite`
+removes exactly catdog's files and nothing else (`owned_name`), and a new
+file cannot be forgotten by the code that cleans up.
 
 A run folder is in one of four states (`run_status`):
 
@@ -8,41 +13,36 @@ A run folder is in one of four states (`run_status`):
 - "finished": `model.keras` is final: refused unless `--overwrite`;
 - "broken": the run state names a checkpoint that is gone.
 
-After each epoch `RunCheckpoint` writes, in this order, each file atomically:
-the checkpoint `checkpoint-epochN.keras` (N completed epochs), `history.json`,
-then `run_state.json`, which names that checkpoint. The run state is the
-commit point: a kill at any moment leaves it naming a complete checkpoint of
-the epoch it records, and the history holds at least that many epochs. Only
-then is the previous checkpoint deleted.
+How it gets there after each epoch is `catdog.training.checkpoint`'s part.
 """
 
+import glob
 import json
-import math
 import os
-import time
+import re
 from dataclasses import dataclass, field
 
-import keras
-import numpy as np
-
-from catdog import artifacts, ownership
+from catdog import ownership
 from catdog.errors import ConfigError
-from catdog.history_csv import HISTORY_CSV_FILE, write_history_csv
-from catdog.tensorboard_logs import remove_logs
+from catdog.evaluation.files import EVALUATION_FILES
 
-HISTORY_FILE = "history.json"
-STATE_FILE = "run_state.json"
 MODEL_FILE = "model.keras"
+STATE_FILE = "run_state.json"
+HISTORY_FILE = "history.json"
+HISTORY_CSV_FILE = "history.csv"
 CONFIG_FILE = "config.json"
 DATA_FILE = "data.json"
 SKIPPED_FILE = "skipped.txt"
 CURVES_FILE = "curves.png"
-#: Files of a run that `--overwrite` removes (besides checkpoints).
-RUN_FILES = (
-    MODEL_FILE, STATE_FILE, HISTORY_FILE, CURVES_FILE, CONFIG_FILE, DATA_FILE, SKIPPED_FILE, HISTORY_CSV_FILE,
-    # the validation evaluation written at the end (catdog.evaluation, catdog.report)
-    "metrics.json", "confusion_matrix.png", "roc_curve.png", "confidently_wrong.png", "report.html",
-)
+#: TensorBoard's folder, with one sub-folder per curve set (`StageTensorBoard`).
+LOGS_DIR = "logs"
+LOG_SUBFOLDERS = ("train", "validation")
+#: Files of a run that `--overwrite` removes (besides checkpoints and logs):
+#: the run's own and the validation evaluation written at its end.
+RUN_FILES = frozenset({
+    MODEL_FILE, STATE_FILE, HISTORY_FILE, HISTORY_CSV_FILE, CONFIG_FILE, DATA_FILE, SKIPPED_FILE, CURVES_FILE,
+}) | EVALUATION_FILES
+_CHECKPOINT = re.compile(r"checkpoint-epoch[0-9]+\.keras")
 #: Settings that may differ between an interrupted run and its resumption.
 RESUMABLE_DIFFERENCES = {
     "out", "overwrite", "resume", "verbose",
@@ -50,13 +50,24 @@ RESUMABLE_DIFFERENCES = {
     "distribute", "coordinator", "num_processes", "process_id",
 }
 
-#: TEST HOOK (not for users): seconds to sleep after each epoch's checkpoint
-#: is committed, so a test can kill a real `catdog train` at a known point.
-TEST_PAUSE_ENV = "CATDOG_TEST_PAUSE_AFTER_EPOCH"
-
 
 def checkpoint_name(completed_epochs):
     return f"checkpoint-epoch{int(completed_epochs)}.keras"
+
+
+def is_checkpoint(name):
+    return _CHECKPOINT.fullmatch(name) is not None
+
+
+def is_temporary(name):
+    """A half-written file `catdog.artifacts` left beside one of the run's own names."""
+    target = ownership.temporary_target(name)
+    return target is not None and owned_name(target)
+
+
+def owned_name(name):
+    """Whether `name` in a run folder is one of catdog's own files."""
+    return name in RUN_FILES or is_checkpoint(name) or is_temporary(name)
 
 
 @dataclass
@@ -68,86 +79,6 @@ class ResumePoint:
     records: list = field(default_factory=list)
     random_state: list | None = None
     previous_data: dict | None = None
-
-
-class RunCheckpoint(keras.callbacks.Callback):
-    """Saves the model, the history so far and the run state after each epoch.
-
-    The checkpoint is a complete `.keras` file (weights, stage, optimizer
-    state); the run state adds the random generators' state of the model's
-    augmentation and dropout layers, which `.keras` files do not hold, so a
-    resumed run continues exactly as an uninterrupted one would. A non-finite
-    training loss stops the run before the next checkpoint, so the last good
-    one survives.
-
-    Args:
-        run_dir: The run folder; `None` keeps the records but writes nothing.
-        total_epochs: Epochs of both stages, for the run state.
-        switch_epoch: First stage-2 epoch, recorded in the history.
-        records: History records of epochs completed before a resume.
-    """
-
-    def __init__(self, run_dir, total_epochs, switch_epoch, records=()):
-        super().__init__()
-        self.run_dir = run_dir
-        self.total_epochs = total_epochs
-        self.switch_epoch = switch_epoch
-        self.records = list(records)
-        self.diverged = None
-        self._epoch = None
-        self._epoch_started = None
-
-    @property
-    def last_checkpoint(self):
-        """Path of the newest committed checkpoint, or None."""
-        state = read_json(os.path.join(self.run_dir, STATE_FILE)) or {}
-        name = state.get("checkpoint")
-        path = os.path.join(self.run_dir, name) if name else None
-        return path if path and os.path.exists(path) else None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = epoch
-        self._epoch_started = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
-            self.diverged = (
-                f"training loss became {float(loss)} at batch {batch} of epoch {self._epoch}"
-            )
-            self.model.stop_training = True
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self.diverged:
-            return
-        record = {"epoch": int(epoch)}
-        record.update({key: _number(value) for key, value in (logs or {}).items()})
-        record["seconds"] = round(time.perf_counter() - self._epoch_started, 3)
-        if not math.isfinite(record.get("loss", 0.0)):
-            self.diverged = f"training loss became {record['loss']} in epoch {epoch}"
-            self.model.stop_training = True
-            return
-        self.records.append(record)
-        if self.run_dir is None:  # a multihost process other than the chief
-            return
-        completed = epoch + 1
-        name = checkpoint_name(completed)
-        artifacts.save_model(self.model, os.path.join(self.run_dir, name))
-        write_history(self.run_dir, self.records, self.switch_epoch)
-        artifacts.write_json(
-            os.path.join(self.run_dir, STATE_FILE),
-            {
-                "completed_epochs": completed,
-                "total_epochs": self.total_epochs,
-                "switch_epoch": self.switch_epoch,
-                "stage": int(getattr(self.model, "stage", 0)),
-                "finished": False,
-                "checkpoint": name,
-                "random_state": random_state(self.model),
-            },
-        )
-        remove_checkpoints(self.run_dir, keep=name)
-        _test_pause()
 
 
 def run_status(run_dir):
@@ -233,8 +164,8 @@ def config_differences(saved, current):
 def clear_run(run_dir):
     """Remove what a catdog run wrote into `run_dir` (for `--overwrite`).
 
-    Only catdog's exact file names (`catdog.ownership.owned_name`); the
-    marker and the lock stay, and so does anything else.
+    Only catdog's exact file names (`owned_name`); the marker and the lock
+    stay, and so does anything else.
     """
     if not ownership.is_catdog_folder(run_dir):
         return
@@ -244,12 +175,12 @@ def clear_run(run_dir):
             os.remove(path)
     remove_checkpoints(run_dir)
     remove_temporaries(run_dir)
-    remove_logs(run_dir)  # the TensorBoard event files of logs/
+    remove_logs(run_dir)
 
 
 def remove_checkpoints(run_dir, keep=None):
     for name in _names(run_dir):
-        if ownership.is_checkpoint(name) and name != keep:
+        if is_checkpoint(name) and name != keep:
             _remove_file(os.path.join(run_dir, name))
 
 
@@ -260,7 +191,7 @@ def remove_temporaries(run_dir):
     a user's ".draft.tmp" is not catdog's.
     """
     for name in _names(run_dir):
-        if ownership.is_temporary(name):
+        if is_temporary(name):
             _remove_file(os.path.join(run_dir, name))
 
 
@@ -276,31 +207,23 @@ def _remove_file(path):
         os.remove(path)
 
 
-def random_state_variables(model):
-    """The states of the model's random generators (augmentation, dropout), in order."""
-    return [v for v in model.variables if v.name == "seed_generator_state"]
+def remove_logs(run_dir):
+    """Delete the event files catdog wrote under `run_dir/logs/`, nothing else."""
+    logs = os.path.join(run_dir, LOGS_DIR)
+    for sub in LOG_SUBFOLDERS:
+        folder = os.path.join(logs, sub)
+        for path in glob.glob(os.path.join(glob.escape(folder), "events.out.tfevents.*")):
+            if os.path.isfile(path):
+                os.remove(path)
+        _remove_if_empty(folder)
+    _remove_if_empty(logs)
 
 
-def random_state(model):
-    return [np.asarray(keras.ops.convert_to_numpy(v)).tolist() for v in random_state_variables(model)]
-
-
-def restore_random_state(model, values):
-    """Put saved generator states back; False when they do not fit the model."""
-    variables = random_state_variables(model)
-    if values is None or len(values) != len(variables):
-        return False
-    for variable, value in zip(variables, values):
-        variable.assign(np.asarray(value, dtype=variable.dtype))
-    return True
-
-
-def write_history(run_dir, records, switch_epoch):
-    artifacts.write_json(
-        os.path.join(run_dir, HISTORY_FILE),
-        {"switch_epoch": switch_epoch, "epochs": records},
-    )
-    write_history_csv(run_dir, records)
+def _remove_if_empty(folder):
+    try:
+        os.rmdir(folder)
+    except OSError:  # not there, or holds something that is not ours
+        pass
 
 
 def read_json(path, default=None):
@@ -309,21 +232,6 @@ def read_json(path, default=None):
             return json.load(handle)
     except (OSError, ValueError):
         return default
-
-
-def _test_pause():
-    """TEST HOOK: sleep after a committed epoch when CATDOG_TEST_PAUSE_AFTER_EPOCH is set."""
-    seconds = os.environ.get(TEST_PAUSE_ENV)
-    if seconds:
-        time.sleep(float(seconds))
-
-
-def _number(value):
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return value
-    return int(number) if number.is_integer() and abs(number) < 2**31 and isinstance(value, int) else number
 
 
 def check_resume_request(run_dir, resume=False, overwrite=False):

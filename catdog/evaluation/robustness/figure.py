@@ -7,7 +7,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from catdog.artifacts import replace_atomically  # noqa: E402
 
-FIGURE_FILE = "robustness.png"
 _DPI = 110
 
 

@@ -4,8 +4,8 @@
 shifts and `evaluation` for how a model is scored under them.
 """
 
-from catdog.robustness.evaluation import RobustnessResult, evaluate_shifts, probability_matrix
-from catdog.robustness.suite import SUITE, SUITE_VERSION, Shift, apply_shift, select
+from catdog.evaluation.robustness.evaluation import RobustnessResult, evaluate_shifts, probability_matrix
+from catdog.evaluation.robustness.suite import SUITE, SUITE_VERSION, Shift, apply_shift, select
 
 __all__ = [
     "RobustnessResult",

@@ -1,7 +1,7 @@
 """Evaluation figures: confusion matrix, ROC curve, the most confidently wrong images.
 
 Each is a titled, labelled PNG meant to be read at a glance; the training
-curves live in `catdog.plots`.
+curves of a training run are drawn here too (`plot_training_curves`).
 """
 
 import os
@@ -13,22 +13,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from catdog.artifacts import replace_atomically  # noqa: E402
+from catdog.errors import ConfigError  # noqa: E402
 from catdog.data.folders import CLASS_NAMES  # noqa: E402
-from catdog.metrics import roc_curve  # noqa: E402
+from catdog.evaluation.files import FIGURE_FILES  # noqa: E402
+from catdog.evaluation.metrics import roc_curve  # noqa: E402
 
-#: Figure name -> file name, in the order a report shows them.
-EVALUATION_FIGURES = {
-    "confusion_matrix": "confusion_matrix.png",
-    "roc_curve": "roc_curve.png",
-    "confidently_wrong": "confidently_wrong.png",
-}
 _DPI = 110
 _HEAT_COLOURS = "jet"
 
 
 def write_evaluation_figures(result, out_dir, title="catdog evaluation"):
     """All evaluation figures of an `EvaluationResult`; returns {name: path}."""
-    paths = {name: os.path.join(out_dir, filename) for name, filename in EVALUATION_FIGURES.items()}
+    paths = {name: os.path.join(out_dir, filename) for name, filename in FIGURE_FILES.items()}
     plot_confusion_matrix(result, paths["confusion_matrix"], title)
     plot_roc_curve(result, paths["roc_curve"], title)
     plot_confidently_wrong(result.confidently_wrong, paths["confidently_wrong"], title)
@@ -177,7 +173,7 @@ def _save(figure, path):
 
 def plot_explanation(path, image, heat_map, title):
     """The photo beside its Grad-CAM overlay, with the decision as the title."""
-    from catdog.gradcam import overlay
+    from catdog.evaluation.gradcam import overlay
 
     aspect = image.shape[0] / image.shape[1]
     figure, axes = plt.subplots(1, 2, figsize=(9, 0.9 + 4.0 * min(max(aspect, 0.5), 1.6)), constrained_layout=True)
@@ -192,3 +188,76 @@ def plot_explanation(path, image, heat_map, title):
     figure.colorbar(scale, ax=axes[1], shrink=0.8, label="relative importance")
     figure.suptitle(title)
     _save(figure, path)
+
+
+#: Longest side of the photo shown in an explanation figure.
+EXPLANATION_SIDE = 512
+
+
+def write_explanations(model, predictions, out_dir, layer=None):
+    """One Grad-CAM figure per `Prediction` in `out_dir`.
+
+    Returns ({image path: figure path}, [SkippedFile]) so one bad file does
+    not stop the others.
+    """
+    from catdog.data.folders import SkippedFile
+    from catdog.evaluation.gradcam import explain, load_pixels
+
+    os.makedirs(out_dir, exist_ok=True)
+    written, failed, used = {}, [], set()
+    for prediction in predictions:
+        target = os.path.join(out_dir, _unique_name(prediction.path, used))
+        try:
+            pixels = load_pixels(prediction.path, EXPLANATION_SIDE)
+            heat_map = explain(model, pixels, layer=layer)
+            plot_explanation(
+                target, pixels, heat_map,
+                f"{os.path.basename(prediction.path)}: {prediction.label}, "
+                f"P({prediction.class_names[1] if np.ndim(prediction.p_dog) == 0 else prediction.label}) "
+                f"{prediction.score:.3f}",
+            )
+        except ConfigError:
+            raise
+        except Exception as error:  # a file that changed or vanished since it was predicted
+            failed.append(SkippedFile(prediction.path, f"no explanation: {type(error).__name__}: {error}"[:200]))
+            continue
+        written[prediction.path] = target
+    return written, failed
+
+
+def _unique_name(path, used):
+    stem = os.path.splitext(os.path.basename(path))[0] or "image"
+    name, number = f"{stem}.gradcam.png", 1
+    while name in used:
+        number += 1
+        name = f"{stem}.{number}.gradcam.png"
+    used.add(name)
+    return name
+
+
+def plot_training_curves(epochs, path, switch_epoch=None, title="catdog training"):
+    """Accuracy and loss per epoch (train and validation) to a PNG file.
+
+    `epochs` are history records (dicts with `epoch` and metric keys).
+    """
+    numbers = [record["epoch"] + 1 for record in epochs]
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    for axis, metric, label in (
+        (axes[0], "accuracy", "Accuracy"),
+        (axes[1], "loss", "Loss (binary cross-entropy)"),
+    ):
+        for key, name, style in ((metric, "training", "o-"), (f"val_{metric}", "validation", "s-")):
+            values = [record.get(key) for record in epochs]
+            if any(v is not None for v in values):
+                axis.plot(numbers, values, style, label=name)
+        if switch_epoch is not None and 0 < switch_epoch < len(epochs) + 1:
+            axis.axvline(switch_epoch + 0.5, color="grey", linestyle="--", label="fine-tuning starts")
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(label)
+        axis.set_title(label)
+        axis.grid(alpha=0.3)
+        axis.legend()
+        axis.xaxis.get_major_locator().set_params(integer=True)
+    figure.suptitle(title)
+    replace_atomically(path, lambda temporary: figure.savefig(temporary, dpi=110, format="png"))
+    plt.close(figure)
