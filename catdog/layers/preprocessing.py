@@ -67,13 +67,14 @@ class ImagePreprocessor(keras.layers.Layer):
 
     >>> import numpy as np
     >>> import catdog
-    >>> layer = catdog.ImagePreprocessor(image_size=32)
-    >>> pixels = np.array([0, 127.5, 255]).reshape(1, 1, 3)  # one 1x1 image
-    >>> np.asarray(catdog.ImagePreprocessor(image_size=1)(pixels)).ravel().tolist()
-    [-1.0, 0.0, 1.0]
+    >>> layer = catdog.ImagePreprocessor(image_size=32)  # mode="tf": [-1, 1]
     >>> photos = np.zeros((2, 48, 64, 1), dtype="uint8")  # grey, any size
-    >>> np.asarray(layer(photos)).shape
-    (2, 32, 32, 3)
+    >>> out = np.asarray(layer(photos))
+    >>> out.shape, float(out.min())
+    ((2, 32, 32, 3), -1.0)
+    >>> pixel = np.array([0, 127.5, 255]).reshape(1, 1, 3)  # one 1x1 RGB image
+    >>> np.asarray(catdog.ImagePreprocessor(image_size=1)(pixel)).ravel().tolist()
+    [-1.0, 0.0, 1.0]
     """
 
     def __init__(self, image_size=224, interpolation="bilinear", mode="tf", quantize_resized=True, **kwargs):
