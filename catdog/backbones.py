@@ -42,15 +42,32 @@ def cached_imagenet_weights(alpha=1.0, image_size=224):
 def build_mobilenet_v2(image_size=224, alpha=1.0, weights="imagenet"):
     """MobileNetV2 without its top, for `image_size` x `image_size` RGB input.
 
+    What `build_backbone("MobileNetV2", ...)` builds. It finds the ImageNet
+    weights in a read-only `$KERAS_HOME/models` (a shared folder, a container
+    image), where Keras' downloader wants a writable cache, and turns a failed
+    download into an error that says where to put the file.
+
     Args:
         image_size: Square input size; ImageNet weights exist for 96, 128,
-            160, 192 and 224.
-        alpha: Width multiplier (1.0 is the standard network).
+            160, 192 and 224. Defaults to `224`.
+        alpha: Width multiplier (1.0 is the standard network). Defaults to `1.0`.
         weights: `"imagenet"`, a path to a weights file, or `None` (random).
+            Defaults to `"imagenet"`.
+
+    Returns:
+        A `keras.Model` from images to a feature map of 1280 channels (for
+        alpha <= 1).
 
     Raises:
         WeightsUnavailableError: ImageNet weights are not cached and cannot
             be downloaded, or the weights file does not exist.
+
+    Example:
+
+    >>> import catdog
+    >>> backbone = catdog.build_mobilenet_v2(image_size=32, alpha=0.35, weights=None)
+    >>> backbone.output_shape, len(backbone.layers)
+    ((None, 1, 1, 1280), 154)
     """
     if weights not in ("imagenet", None) and not os.path.isfile(str(weights)):
         raise WeightsUnavailableError(f"weights file not found: {weights}")
@@ -180,7 +197,39 @@ def spec_of_model(model):
 
 
 def build_backbone(name, image_size=224, weights="imagenet", alpha=1.0):
-    """Build a named backbone (see `BACKBONES`) without its classification top."""
+    """Build a named backbone (see `BACKBONES`) without its classification top.
+
+    Each name comes with the input convention and default fine-tuning cut
+    that `ImageClassifier` looks up, so a name is all a classifier needs.
+    MobileNetV2's ImageNet weights are also found in a read-only
+    `$KERAS_HOME/models`.
+
+    Args:
+        name: A key of `BACKBONES`, spelled as Keras does or loosely
+            (`"efficientnet_b0"`).
+        image_size: Side of the square RGB input. Defaults to `224`.
+        weights: `"imagenet"`, a path to a weights file, or `None` (random).
+            Defaults to `"imagenet"`.
+        alpha: Width multiplier of the MobileNets; ignored by the others.
+            Defaults to `1.0`.
+
+    Returns:
+        A `keras.Model` from images to a feature map.
+
+    Raises:
+        ConfigError: `name` is not a known backbone.
+        WeightsUnavailableError: the weights are neither cached nor
+            downloadable, or the weights file does not exist.
+
+    Example:
+
+    >>> import catdog
+    >>> backbone = catdog.build_backbone("mobilenet_v2", image_size=32, alpha=0.35, weights=None)
+    >>> backbone.output_shape, len(backbone.layers)
+    ((None, 1, 1, 1280), 154)
+    >>> catdog.BACKBONES["MobileNetV2"].preprocessing  # ImagePreprocessor(mode="tf")
+    'tf'
+    """
     return get_spec(name).build(image_size, weights, alpha)
 
 

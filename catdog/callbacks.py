@@ -32,20 +32,44 @@ class FineTuneSwitch(BaseFineTuning):
     subclassed): name its backbone with `backbone=` (a layer or its name)
     unless the model has a `backbone` attribute, as catdog's classifiers do.
     It adds `stage` and `learning_rate` to each epoch's logs, so one
-    `History` tells the stages apart. See `catdog.finetune` for the
-    mechanism and `BaseFineTuning` for other policies.
+    `History` tells the stages apart. See `BaseFineTuning` for other
+    policies.
 
     Args:
         switch_epoch: First epoch (0-based) of stage 2.
         fine_tune_at: First backbone layer to train: an index, a layer name,
             or a fraction of the backbone's layers (0.7: the top 30% train).
-            `None`: the model's own `fine_tune_at` (catdog's classifiers),
-            else the default of a known `keras.applications` backbone.
+            Defaults to `None`: the model's own `fine_tune_at` (catdog's
+            classifiers), else the default of a known `keras.applications`
+            backbone.
         learning_rate: Learning rate of the default stage-2 optimizer (Adam).
+            Defaults to `1e-5`, low, so the pre-trained features shift gently.
         optimizer: A Keras optimizer (or a zero-argument callable returning
-            one) to use in stage 2 instead of `Adam(learning_rate)`.
-        backbone: The backbone layer or its name; default `model.backbone`.
-        verbose: 1 prints a line at the switch.
+            one) to use in stage 2 instead of `Adam(learning_rate)`. Defaults
+            to `None`.
+        backbone: The backbone layer or its name. Defaults to `None`:
+            `model.backbone`.
+        verbose: 1 prints a line at the switch. Defaults to `1`.
+
+    Example:
+
+    >>> import keras
+    >>> import numpy as np
+    >>> import catdog
+    >>> backbone = keras.Sequential(
+    ...     [keras.Input((4,)), keras.layers.Dense(8), keras.layers.Dense(8)], name="backbone")
+    >>> model = keras.Sequential([backbone, keras.layers.Dense(1, activation="sigmoid")])
+    >>> model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy")
+    >>> switch = catdog.FineTuneSwitch(
+    ...     switch_epoch=2, fine_tune_at=1, backbone="backbone", verbose=0)
+    >>> history = model.fit(np.ones((8, 4)), np.ones((8, 1)), epochs=3, verbose=0,
+    ...                     callbacks=[switch])
+    >>> history.history["stage"]
+    [1, 1, 2]
+    >>> [round(rate, 8) for rate in history.history["learning_rate"]]
+    [0.001, 0.001, 1e-05]
+    >>> [layer.trainable for layer in backbone.layers]
+    [False, True]
     """
 
     def __init__(

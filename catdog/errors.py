@@ -2,7 +2,11 @@
 
 
 class CatdogError(Exception):
-    """Base class for problems with the user's input, data, or environment."""
+    """Base class for problems with the user's input, data, or environment.
+
+    Catch it to handle every problem a user can fix; the `catdog` command
+    prints one as a single line and exits with status 2, no traceback.
+    """
 
 
 class DataError(CatdogError):

@@ -55,7 +55,24 @@ def set_trainable(layer, value):
 
 
 def freeze(layer):
-    """Nothing in `layer` trains."""
+    """Make nothing in `layer` train, nested layers included.
+
+    Setting `layer.trainable = False` on the outer layer alone can leave
+    inner layers as they were (Keras passes the flag on only when the outer
+    flag changes); this sets every one.
+
+    Args:
+        layer: A Keras layer or model, e.g. a backbone.
+
+    Example:
+
+    >>> import keras
+    >>> import catdog
+    >>> backbone = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3)])
+    >>> catdog.freeze(backbone)
+    >>> backbone.trainable, len(backbone.trainable_weights), len(backbone.weights)
+    (False, 0, 2)
+    """
     set_trainable(layer, False)
 
 
@@ -87,9 +104,42 @@ def resolve_cut(backbone, cut):
 
 
 def unfreeze_from(backbone, cut, train_batchnorm=False):
-    """Backbone layers from `cut` on train, those below and every BatchNorm don't.
+    """Make backbone layers from `cut` on train; those below and every BatchNorm don't.
 
-    Returns the cut as an index. `cut` is what `resolve_cut` takes.
+    Stage 2's trainable set. BatchNormalization layers stay frozen because a
+    frozen one runs in inference mode whatever `training` says, which keeps
+    the pre-trained moving statistics intact on a small dataset.
+
+    Args:
+        backbone: A model (or a layer with `.layers`).
+        cut: The first layer that trains: an index into `backbone.layers`
+            (negative counts from the end), a layer name, or a float in
+            (0, 1), the cut's position as a fraction of the layers (0.7: the
+            top 30% train).
+        train_batchnorm: Let BatchNormalization layers above the cut train
+            too. Defaults to `False`.
+
+    Returns:
+        The cut as an index into `backbone.layers`.
+
+    Raises:
+        ConfigError: `cut` names no layer or is out of range.
+
+    Example:
+
+    >>> import keras
+    >>> import catdog
+    >>> backbone = keras.Sequential([
+    ...     keras.Input((8, 8, 3)),
+    ...     keras.layers.Conv2D(4, 3, name="conv1"),
+    ...     keras.layers.BatchNormalization(name="bn1"),
+    ...     keras.layers.Conv2D(4, 3, name="conv2"),
+    ...     keras.layers.BatchNormalization(name="bn2"),
+    ... ])
+    >>> catdog.unfreeze_from(backbone, "conv2")
+    2
+    >>> [(layer.name, layer.trainable) for layer in backbone.layers]
+    [('conv1', False), ('bn1', False), ('conv2', True), ('bn2', False)]
     """
     index = resolve_cut(backbone, cut)
     set_trainable(backbone, True)
@@ -122,10 +172,37 @@ def expected_state(backbone, cut):
 def replace_optimizer(model, optimizer):
     """Make a compiled model train its current trainable variables with `optimizer`.
 
-    Builds the optimizer's slots for exactly the trainable variables (inside
-    the model's tf.distribute strategy, if any), wraps it for loss scaling
-    under mixed precision as `compile()` would, and forces a new train
-    function. Under a strategy, create `optimizer` inside its scope too.
+    Changing `trainable` after `fit()` has built its train function changes
+    nothing by itself: the compiled step keeps updating the old variables
+    with the old optimizer's slots. This builds the optimizer's slots for
+    exactly the trainable variables (inside the model's tf.distribute
+    strategy, if any), wraps it for loss scaling under mixed precision as
+    `compile()` would, and forces a new train function. Under a strategy,
+    create `optimizer` inside its scope too.
+
+    Args:
+        model: A compiled `keras.Model`.
+        optimizer: A Keras optimizer instance, not yet built.
+
+    Example:
+
+    >>> import keras
+    >>> import numpy as np
+    >>> import catdog
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="body"),
+    ...                           keras.layers.Dense(1, name="head")])
+    >>> model.get_layer("body").trainable = False
+    >>> model.compile(optimizer="adam", loss="mse")
+    >>> x, y = np.ones((8, 4)), np.ones((8, 1))
+    >>> _ = model.fit(x, y, verbose=0)  # the head trains
+    >>> model.get_layer("body").trainable = True
+    >>> catdog.replace_optimizer(model, keras.optimizers.SGD(0.1))
+    >>> before = model.get_layer("body").get_weights()[0]
+    >>> _ = model.fit(x, y, verbose=0)  # the body trains too, with SGD
+    >>> bool(np.array_equal(before, model.get_layer("body").get_weights()[0]))
+    False
+    >>> type(model.optimizer).__name__
+    'SGD'
     """
     with strategy_scope(model):
         if model.dtype_policy.name == "mixed_float16" and not isinstance(
@@ -213,11 +290,12 @@ def _layers_of(backbone):
 class BaseFineTuning(keras.callbacks.Callback):
     """Applies a fine-tuning policy to any compiled `keras.Model`, epoch by epoch.
 
-    Subclasses override the policy hooks:
+    The base of `FineTuneSwitch` and `GradualUnfreezing`: subclass it for
+    another policy by overriding its hooks:
 
-    - `cut_for_epoch(epoch)`: None keeps the backbone frozen; otherwise what
-      `resolve_cut` takes (an index, a layer name, a fraction): the first
-      backbone layer that trains in that epoch.
+    - `cut_for_epoch(epoch)`: None keeps the backbone frozen; otherwise the
+      first backbone layer that trains in that epoch (an index, a layer name
+      or a fraction, as `unfreeze_from` takes).
     - `optimizer_for_epoch(epoch, model)`: the optimizer to train with from
       an epoch where the trainable layers change and part of the backbone
       trains.
@@ -226,7 +304,8 @@ class BaseFineTuning(keras.callbacks.Callback):
 
     At the start of each epoch the callback asks the policy and, only when
     the trainable flags it implies differ from the model's, applies them and
-    calls `replace_optimizer`. The state follows from the epoch, so a run
+    calls `replace_optimizer`: flipping `trainable` in a callback without
+    that silently does nothing. The state follows from the epoch, so a run
     resumed from a saved model lands in the right one and keeps its
     optimizer state. Works on Functional, Sequential and subclassed models,
     on TensorFlow (a tf.distribute scope included) and JAX. catdog's own
@@ -237,9 +316,32 @@ class BaseFineTuning(keras.callbacks.Callback):
     each epoch's logs, so they land in the History and in `history.json`.
 
     Args:
-        backbone: The backbone layer, or its name in the model; default:
-            the model's `backbone` attribute.
-        verbose: 1 prints a line when the trainable layers change.
+        backbone: The backbone layer, or its name in the model. Defaults to
+            `None`: the model's `backbone` attribute.
+        verbose: 1 prints a line when the trainable layers change. Defaults to
+            `1`.
+
+    Example:
+
+    >>> import keras
+    >>> import numpy as np
+    >>> import catdog
+    >>> class UnfreezeAllAt(catdog.BaseFineTuning):
+    ...     # From `epoch` on the whole backbone trains, with SGD.
+    ...     def __init__(self, epoch, **kwargs):
+    ...         super().__init__(**kwargs)
+    ...         self.epoch = epoch
+    ...     def cut_for_epoch(self, epoch):
+    ...         return 0 if epoch >= self.epoch else None
+    ...     def optimizer_for_epoch(self, epoch, model):
+    ...         return keras.optimizers.SGD(1e-3)
+    >>> backbone = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8)], name="backbone")
+    >>> model = keras.Sequential([backbone, keras.layers.Dense(1, activation="sigmoid")])
+    >>> model.compile(optimizer="adam", loss="binary_crossentropy")
+    >>> history = model.fit(np.ones((8, 4)), np.ones((8, 1)), epochs=3, verbose=0,
+    ...                     callbacks=[UnfreezeAllAt(2, backbone="backbone", verbose=0)])
+    >>> history.history["stage"], type(model.optimizer).__name__
+    ([1, 1, 2], 'SGD')
     """
 
     def __init__(self, backbone=None, verbose=1):
@@ -354,19 +456,49 @@ class GradualUnfreezing(BaseFineTuning):
     ULMFiT's gradual unfreezing: the backbone stays frozen until
     `start_epoch`, then its top `layers_per_epoch` layers train, and each
     later epoch the cut moves `layers_per_epoch` layers down, never below
-    `lowest` (an index, a name or a fraction, as `resolve_cut` takes). Each
-    time the cut moves, a fresh optimizer at `learning_rate` trains the new
-    set (Adam unless `optimizer` is given: an instance is used once, so pass
-    a factory such as `lambda: keras.optimizers.SGD(1e-4)` to get one per move).
+    `lowest`. Going down a little at a time changes the most general (lowest)
+    features last, so less of what the backbone learned is forgotten. Each
+    time the cut moves, a fresh optimizer trains the new set.
+    BatchNormalization layers never train.
 
     Args:
-        start_epoch: First epoch with part of the backbone training.
-        layers_per_epoch: How many more backbone layers train each epoch
-            (an int); to move by whole blocks, pass `block_starts` instead.
-        block_starts: Optional layer names or indices, in order, where the
-            backbone's blocks begin: each epoch one more block (from the top)
-            trains.
-        lowest: The lowest layer that ever trains (default: 0).
+        start_epoch: First epoch (0-based) with part of the backbone
+            training.
+        layers_per_epoch: How many more backbone layers train each epoch (an
+            int); to move by whole blocks, pass `block_starts` instead.
+            Defaults to `10`.
+        block_starts: Layer names or indices, in order, where the backbone's
+            blocks begin: each epoch one more block (from the top) trains.
+            Defaults to `None` (move by `layers_per_epoch`).
+        lowest: The lowest layer that ever trains: an index, a name or a
+            fraction, as `unfreeze_from` takes. Defaults to `0`.
+        learning_rate: Learning rate of the default optimizer (Adam). Defaults
+            to `1e-5`.
+        optimizer: A Keras optimizer to use instead of Adam. An instance is
+            used once, so pass a factory such as
+            `lambda: keras.optimizers.SGD(1e-4)` to get one per move. Defaults
+            to `None`.
+        backbone: The backbone layer, or its name in the model. Defaults to
+            `None`: the model's `backbone` attribute.
+        verbose: 1 prints a line each time the cut moves. Defaults to `1`.
+
+    Example:
+
+    >>> import keras
+    >>> import numpy as np
+    >>> import catdog
+    >>> backbone = keras.Sequential(
+    ...     [keras.Input((4,))] + [keras.layers.Dense(4) for _ in range(4)], name="backbone")
+    >>> model = keras.Sequential([backbone, keras.layers.Dense(1, activation="sigmoid")])
+    >>> model.compile(optimizer="adam", loss="binary_crossentropy")
+    >>> unfreezing = catdog.GradualUnfreezing(
+    ...     start_epoch=1, layers_per_epoch=1, backbone="backbone", verbose=0)
+    >>> history = model.fit(np.ones((8, 4)), np.ones((8, 1)), epochs=3, verbose=0,
+    ...                     callbacks=[unfreezing])
+    >>> history.history["stage"]
+    [1, 2, 2]
+    >>> [layer.trainable for layer in backbone.layers]  # the top two after epoch 2
+    [False, False, True, True]
     """
 
     def __init__(

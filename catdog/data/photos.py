@@ -20,23 +20,47 @@ from catdog.names import escape
 def load_image(path, image_size=None, resize=False):
     """The photo in `path` as catdog decodes it: RGB uint8, shape (height, width, 3).
 
-    JPEGs are decoded with libjpeg's accurate IDCT (the same pixels as
-    Pillow's `Image.open(path).convert("RGB")`); EXIF orientation is applied
-    and transparency lies on white. With `image_size` (the model's input
-    size), a JPEG at least twice that size in both directions is decoded at
-    a reduced DCT scale (1/2, 1/4 or 1/8: far cheaper, other pixels than a
+    Use it to give a loaded `.keras` model exactly the pixels catdog's own
+    commands give it: JPEGs are decoded with libjpeg's accurate IDCT (the same
+    pixels as Pillow's `Image.open(path).convert("RGB")`); EXIF orientation is
+    applied and transparency lies on white. With `image_size` (the model's
+    input size), a JPEG at least twice that size in both directions is decoded
+    at a reduced DCT scale (1/2, 1/4 or 1/8: far cheaper, other pixels than a
     full decode) exactly as catdog's pipelines do; so
+    `model.predict(catdog.load_image(path, model.image_size)[None])` gives the
+    P(dog) `catdog predict` gives, for a photo of any size.
 
-        model.predict(catdog.load_image(path, model.image_size)[None])
-
-    gives the P(dog) `catdog predict` gives, for a photo of any size. With
-    `resize=True` the photo is then resized to `image_size` (bilinear,
-    rounded to uint8): the pixels the pipelines feed the model, and what the
-    exported models take.
+    Args:
+        path: The image file.
+        image_size: The model's input size, to decode large JPEGs as the
+            pipelines do. Defaults to `None`: a full decode.
+        resize: Also resize the photo to `image_size` (bilinear, rounded to
+            uint8): the pixels the pipelines feed the model, and what the
+            exported models take. Defaults to `False`.
 
     Raises:
         DataError: the file is not a usable image (with the reason: not an
             image, truncated, over the pixel budget, ...).
+        ConfigError: `resize=True` without an `image_size`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from PIL import Image
+    >>> import catdog
+    >>> Image.fromarray(np.full((60, 80, 3), 200, "uint8")).save("photo.jpg")
+    >>> image = catdog.load_image("photo.jpg")
+    >>> image.shape, image.dtype.name, int(image[0, 0, 0])
+    ((60, 80, 3), 'uint8', 200)
+    >>> catdog.load_image("photo.jpg", image_size=32, resize=True).shape
+    (32, 32, 3)
+    >>> with open("notes.jpg", "w") as file:
+    ...     _ = file.write("not a photo")
+    >>> try:
+    ...     catdog.load_image("notes.jpg")
+    ... except catdog.DataError as error:
+    ...     print(error)
+    cannot use notes.jpg: ...
     """
     if resize and image_size is None:
         raise ConfigError("resize=True needs an image_size")

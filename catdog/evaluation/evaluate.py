@@ -60,11 +60,49 @@ class WrongExample:
 class EvaluationResult:
     """Labels and predictions of every evaluated image, and the metrics they give.
 
+    `evaluate` returns one; it keeps the raw predictions rather than only the
+    numbers, so the report can draw its figures and the threshold's effect can
+    be read off afterwards. `metrics` (a dict, as in `metrics.json`),
+    `accuracy`, `auc`, `log_loss` and `confusion_matrix` are computed from
+    them.
+
     `p_dog` holds the model's outputs: P(second class), shape (n,), for two
     classes; the (n, N) probabilities for more (`probabilities` is always
     (n, N)). With test-time augmentation `p_dog` holds the averaged
     probabilities and `p_dog_plain` those of the plain images, so the effect
     can be reported.
+
+    Args:
+        labels: True class indices, shape (n,).
+        p_dog: The model's outputs, as above.
+        threshold: P(second class) from which an image counts as that class
+            (two classes only). Defaults to `0.5`.
+        source: What was evaluated, for the report. Defaults to `""`.
+        paths: The image files, in order, when the data was a folder.
+            Defaults to `None`.
+        skipped: Files that could not be used (with the reason). Defaults to
+            an empty list.
+        confidently_wrong: The misclassified images whose true class got the
+            lowest probability. Defaults to an empty list.
+        p_dog_plain: Outputs on the plain images under test-time
+            augmentation. Defaults to `None`.
+        robustness: A shift-suite result when one ran too. Defaults to
+            `None`.
+        class_names: The classes, in label order. Defaults to
+            `("cat", "dog")`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> import catdog
+    >>> result = catdog.EvaluationResult(
+    ...     labels=np.array([0, 0, 1, 1]), p_dog=np.array([0.1, 0.6, 0.8, 0.9]))
+    >>> result.accuracy, result.auc
+    (0.75, 1.0)
+    >>> result.confusion_matrix.tolist()  # rows: true cat, true dog
+    [[1, 1], [0, 2]]
+    >>> result.probabilities[1].tolist()  # P(cat), P(dog)
+    [0.4, 0.6]
     """
 
     labels: np.ndarray
@@ -163,15 +201,39 @@ class EvaluationResult:
 def evaluate(model, data, threshold=0.5, batch_size=32, tta=False, n_wrong=N_WRONG):
     """Evaluate `model` on labelled `data` and return an `EvaluationResult`.
 
+    The same decoding as training and `catdog predict`, so the numbers are
+    those of the photos the model would be given; unreadable files are skipped
+    and listed, not fatal.
+
     Args:
         model: A catdog classifier or the path of its `.keras` file.
-        data: A folder with a sub-folder per class of the model (cat(s)/ and
-            dog(s)/), `"tfds:cats_vs_dogs[:SPLIT]"`, a `tf.data.Dataset` of
-            (image, label), or `(images, labels)`.
+        data: A folder with a sub-folder per class of the model (`cat(s)/`
+            and `dog(s)/`), `"tfds:cats_vs_dogs[:SPLIT]"`, a `tf.data.Dataset`
+            of (image, label), or `(images, labels)` arrays.
         threshold: P(dog) (P of the second class) from which an image counts
             as a dog; two classes only (with more, the most probable wins).
+            Defaults to `0.5`.
+        batch_size: Images per prediction batch. Defaults to `32`.
         tta: Also predict on mirrored images and average (flip averaging).
+            Defaults to `False`.
         n_wrong: How many of the most confidently wrong images to keep.
+            Defaults to `12`.
+
+    Raises:
+        DataError: `data` holds no usable image, or not the model's classes.
+        ModelFileError: `model` is a path that holds no catdog model.
+
+    Example:
+
+    >>> import numpy as np
+    >>> import catdog
+    >>> model = catdog.CatDogClassifier(image_size=32, alpha=0.35, weights=None)
+    >>> images, labels = np.zeros((4, 32, 32, 3), "uint8"), np.array([0, 0, 1, 1])
+    >>> result = catdog.evaluate(model, (images, labels), tta=True)
+    >>> result.n_images, result.probabilities.shape
+    (4, (4, 2))
+    >>> result.accuracy  # four equal images get one answer: half are wrong
+    0.5
     """
     if isinstance(model, (str, os.PathLike)):
         from catdog.loading import load_model

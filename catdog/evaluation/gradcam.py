@@ -25,18 +25,42 @@ TARGETS = ("predicted", "dog", "cat")
 def explain(model, image, layer=None, target="predicted"):
     """Grad-CAM heat map of one image, at the image's own size.
 
+    Shows which pixels drove the decision, to check that the model looks at
+    the animal and not at the background. It works on catdog's nested
+    backbone, where the usual `keras.Model(model.inputs, [layer.output,
+    model.output])` recipe cannot reach the backbone's layers. Needs the
+    TensorFlow backend.
+
     Args:
-        model: A `CatDogClassifier`, e.g. loaded from a `.keras` file.
+        model: A catdog classifier, e.g. loaded with `load_model`.
         image: Raw pixels (height, width, channels), 0..255, any size; or a
             path to an image file.
         layer: Backbone layer whose activations are weighted (name or
-            index); default: the backbone's output, its last 7x7 map at 224.
-        target: `"predicted"` explains the class the model chose, a class
-            name (`"dog"` or `"cat"`) the evidence for that class.
+            index). Defaults to `None`: the backbone's output (7x7 for
+            MobileNetV2 at 224).
+        target: `"predicted"` explains the class the model chose; a class
+            name (`"dog"`, `"cat"`) the evidence for that class. Defaults to
+            `"predicted"`.
 
     Returns:
         float32 array (height, width) in [0, 1]; 1 marks the pixels that most
         support the target class, all zeros if none does.
+
+    Raises:
+        ConfigError: an unknown `target`, or a backend other than
+            TensorFlow.
+
+    Example:
+
+    >>> import numpy as np
+    >>> import catdog
+    >>> model = catdog.CatDogClassifier(image_size=32, alpha=0.35, weights=None)
+    >>> image = np.random.default_rng(0).integers(0, 256, (48, 40, 3), dtype="uint8")
+    >>> heat_map = catdog.explain(model, image, target="dog")
+    >>> heat_map.shape, heat_map.dtype.name
+    ((48, 40), 'float32')
+    >>> bool(0.0 <= heat_map.min() <= heat_map.max() <= 1.0)
+    True
     """
     pixels = load_pixels(image)
     heat_map = class_activation_maps(model, pixels[None], layer, target)[0]

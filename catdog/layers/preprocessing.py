@@ -38,27 +38,43 @@ def as_size_pair(size):
 
 @keras.saving.register_keras_serializable(package="catdog")
 class ImagePreprocessor(keras.layers.Layer):
-    """Resizes raw images and scales them as the backbone expects (`mode`).
+    """Resizes raw images and scales them as the backbone expects.
 
-    It lives inside the model, so the saved `.keras` file takes the same raw
-    0..255 pixels (uint8 or float) that users have: there is no second copy of
-    the preprocessing to keep in step with training. One- and four-channel
-    images are turned into RGB, and a single image (rank 3) is treated as a
-    batch of one.
+    It lives inside the model, so the saved `.keras` file takes the raw 0..255
+    pixels (uint8 or float) that users have: there is no second copy of the
+    preprocessing to keep in step with training. One- and four-channel images
+    are turned into RGB, and a single image (rank 3) is treated as a batch of
+    one.
 
     Args:
-        image_size: Output height and width, an int or a `(height, width)` pair.
-        interpolation: Resize method (see `keras.ops.image.resize`).
-        mode: The backbone's input convention, one of `MODES`: "tf"
-            (MobileNetV2's [-1, 1], the default and what files written
-            before `mode` existed mean), "torch", "caffe" or "none". Saved in
-            the config, so a `.keras` file says what its backbone was fed.
+        image_size: Output height and width, an int or a `(height, width)`
+            pair. Defaults to `224`.
+        interpolation: Resize method (see `keras.ops.image.resize`). Defaults
+            to `"bilinear"`.
+        mode: The backbone's input convention, one of `MODES`: `"tf"` (scaled
+            to [-1, 1], MobileNetV2's), `"torch"`, `"caffe"` or `"none"`
+            (0..255 as they are). Saved in the config, so a `.keras` file says
+            what its backbone was fed; files written before `mode` existed
+            mean `"tf"`. Defaults to `"tf"`.
         quantize_resized: Round a resized image to whole 0..255 levels, as
-            catdog's data pipeline does (`catdog.data.decode.resize_uint8`),
-            so a photo of any size gets the same probabilities from the model
-            as from `catdog predict`. The default, also for `.keras` files
-            saved before this option existed (their weights were trained on
-            the pipeline's rounded pixels).
+            catdog's data pipeline does, so a photo of any size gets the same
+            probabilities from the model as from `catdog predict` (files saved
+            before this option existed were trained on such pixels). Defaults
+            to `True`.
+        **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> import catdog
+    >>> layer = catdog.ImagePreprocessor(image_size=32)  # mode="tf": [-1, 1]
+    >>> photos = np.zeros((2, 48, 64, 1), dtype="uint8")  # grey, any size
+    >>> out = np.asarray(layer(photos))
+    >>> out.shape, float(out.min())
+    ((2, 32, 32, 3), -1.0)
+    >>> pixel = np.array([0, 127.5, 255]).reshape(1, 1, 3)  # one 1x1 RGB image
+    >>> np.asarray(catdog.ImagePreprocessor(image_size=1)(pixel)).ravel().tolist()
+    [-1.0, 0.0, 1.0]
     """
 
     def __init__(self, image_size=224, interpolation="bilinear", mode="tf", quantize_resized=True, **kwargs):

@@ -73,19 +73,27 @@ def export_model(
 ):
     """Export a catdog model (or `.keras` file) for serving without Keras.
 
+    Every format takes a batch of raw RGB uint8 images of the training size
+    (input `images`) and returns P(dog) (output `p_dog`): preprocessing is
+    inside the exported graph and augmentation is not, so the export predicts
+    what `model.predict` does. Needs the TensorFlow backend.
+
     Args:
-        model: A `CatDogClassifier` or the path of a catdog `.keras` file.
+        model: A catdog classifier or the path of a catdog `.keras` file.
         out: Where to write: a folder for `savedmodel`, a file for `tflite`
             (`.tflite`) and `onnx` (`.onnx`).
-        format: `"savedmodel"`, `"tflite"` or `"onnx"`.
+        format: `"savedmodel"`, `"tflite"` or `"onnx"`. Defaults to
+            `"savedmodel"`.
         quantize: `None` (float32), or for `tflite` only `"float16"` (weights
             in float16) or `"int8"` (weights and activations in int8,
-            calibrated on `calibration_data`).
+            calibrated on `calibration_data`). Defaults to `None`.
         calibration_data: For int8: a folder of photos (walked recursively;
             unreadable files are skipped), a list of image files, or an array
-            of raw uint8 images of the training size.
+            of raw uint8 images of the training size. Defaults to `None`.
         calibration_images: Use at most this many calibration images.
-        overwrite: Replace `out` if it exists.
+            Defaults to `100`.
+        overwrite: Replace `out` if it exists (and catdog wrote it). Defaults
+            to `False`.
 
     Returns:
         An `ExportResult` (path, format, quantization, size in bytes).
@@ -95,6 +103,25 @@ def export_model(
             an existing `out`, or a backend other than TensorFlow.
         ModelFileError: `model` is a path that does not hold a catdog model.
         OptionalDependencyError: a package the format needs is not installed.
+
+    Example:
+
+    >>> import os
+    >>> import keras
+    >>> import numpy as np
+    >>> import catdog
+    >>> # Any catdog model; a tiny backbone here so that the example takes a second.
+    >>> backbone = keras.Sequential(
+    ...     [keras.Input((32, 32, 3)), keras.layers.Conv2D(8, 3, strides=2)], name="tiny")
+    >>> model = catdog.ImageClassifier(
+    ...     backbone=backbone, class_names=["cat", "dog"], preprocessing="tf", image_size=32)
+    >>> result = catdog.export_model(model, "exported")
+    >>> result.format, os.path.isfile("exported/saved_model.pb")
+    ('savedmodel', True)
+    >>> images = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), dtype="uint8")
+    >>> p_dog = catdog.load_exported("exported").predict(images)
+    >>> bool(np.allclose(p_dog, model.predict(images, verbose=0)[:, 0], atol=1e-6))
+    True
     """
     format = str(format).lower()
     if format not in FORMATS:
@@ -374,8 +401,38 @@ class ONNXRunner(ExportedModel):
 def load_exported(path, num_threads=None):
     """Load an exported model, guessing its format from `path`.
 
-    A folder is a SavedModel, `*.tflite` a TFLite model and `*.onnx` an ONNX
-    model. Returns an `ExportedModel`.
+    Runs it with the format's own runtime (TensorFlow, LiteRT or
+    onnxruntime), not Keras, to check an export or to serve it.
+
+    Args:
+        path: A SavedModel folder, a `*.tflite` or a `*.onnx` file.
+        num_threads: Threads of the TFLite and ONNX runtimes. Defaults to
+            `None`: the runtime's own choice.
+
+    Returns:
+        An `ExportedModel`: `predict(images)` takes raw uint8 images of
+        `image_size`, shape (n, size, size, 3), and returns P(dog), shape
+        (n,).
+
+    Raises:
+        ConfigError: nothing exported at `path`, or an unknown format.
+        OptionalDependencyError: `onnxruntime` is needed and not installed.
+
+    Example:
+
+    >>> import keras
+    >>> import numpy as np
+    >>> import catdog
+    >>> backbone = keras.Sequential(
+    ...     [keras.Input((32, 32, 3)), keras.layers.Conv2D(8, 3, strides=2)], name="tiny")
+    >>> model = catdog.ImageClassifier(
+    ...     backbone=backbone, class_names=["cat", "dog"], preprocessing="tf", image_size=32)
+    >>> _ = catdog.export_model(model, "model.tflite", format="tflite")
+    >>> exported = catdog.load_exported("model.tflite", num_threads=1)
+    >>> exported.format, exported.image_size
+    ('tflite', 32)
+    >>> exported.predict(np.zeros((3, 32, 32, 3), "uint8")).shape
+    (3,)
     """
     path = os.fspath(path)
     if os.path.isdir(path) and os.path.isfile(os.path.join(path, "saved_model.pb")):

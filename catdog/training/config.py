@@ -21,9 +21,81 @@ FINE_TUNE_SCHEDULES = ("constant", "cosine")
 class TrainConfig:
     """Everything a training run depends on; saved as `config.json` in the run.
 
-    `epochs` is the number of stage-1 (head only) epochs and
-    `fine_tune_epochs` the number of stage-2 epochs that follow in the same
-    `fit()`.
+    One plain object, checked when it is made (a bad value raises
+    `ConfigError` before anything is loaded), so that a run can be repeated,
+    compared with the settings of an unfinished one, and resumed. `catdog
+    train`'s options and `--config FILE.yaml` build one.
+
+    Args:
+        data: A folder with one sub-folder per class (`cat(s)/`, `dog(s)/`)
+            or `"tfds:NAME"`. Defaults to `"tfds:cats_vs_dogs"`.
+        out: The run folder. Defaults to `"runs/catdog"`.
+        val_data: A separate validation folder. Defaults to `None`: a
+            seeded, class-balanced `val_split` of `data`.
+        val_split: Validation fraction when splitting `data`. Defaults to
+            `0.2`.
+        image_size: Side of the square model input (at least 32). Defaults
+            to `224`.
+        batch_size: Global batch size. Defaults to `32`.
+        epochs: Stage-1 (head only) epochs. Defaults to `3`.
+        fine_tune_epochs: Stage-2 epochs, in the same `fit()`. Defaults to
+            `3`.
+        fine_tune_at: First backbone layer trained in stage 2 (index, name
+            or fraction). Defaults to `None`: the backbone's own (100 for
+            MobileNetV2).
+        learning_rate: Stage-1 Adam learning rate. Defaults to `1e-3`.
+        fine_tune_learning_rate: Stage-2 Adam learning rate. Defaults to
+            `1e-5`.
+        fine_tune_schedule: `"constant"` keeps the stage-2 rate, `"cosine"`
+            decays it to 0 over stage 2. Defaults to `"constant"`.
+        label_smoothing: Targets pulled towards 0.5 by this much (two
+            classes only). Defaults to `0.0`.
+        weights: `"imagenet"`, a weights file, or `None` (random). Defaults
+            to `"imagenet"`.
+        backbone: A name from `BACKBONES`, spelled loosely if you like.
+            Defaults to `"MobileNetV2"`.
+        alpha: Width multiplier of a MobileNet backbone. Defaults to `1.0`.
+        dropout: Dropout rate before the head. Defaults to `0.2`.
+        augmentation: Augment photos while fine-tuning. Defaults to `True`.
+        augment_stage_one: Augment during stage 1 too. Defaults to `False`.
+        limit: Use at most this many training images. Defaults to `None`
+            (all).
+        cache: Keep decoded images between epochs: `"auto"` (in memory when
+            under 1 GiB), `"memory"`, `"none"` or a file path prefix.
+            Defaults to `"auto"`.
+        feature_cache: Remember the frozen backbone's features in stage 1
+            (`StageOneFeatureCache`). Defaults to `True`.
+        mixed_precision: Compute in float16 (for GPUs). Defaults to `False`.
+        seed: Fixes the split, the shuffling, the initial weights and the
+            augmentation. Defaults to `0`.
+        overwrite: Replace a run already in `out`. Defaults to `False`.
+        resume: Continue an unfinished run in `out` (started with the same
+            settings) instead of refusing it. Defaults to `True`.
+        verbose: 0 prints nothing but warnings, 1 Keras' progress bars, 2 one
+            line per epoch (for log files). Defaults to `1`.
+        distribute: `"none"`, `"mirrored"` (all GPUs of this machine) or
+            `"multihost"` (JAX, several machines). Defaults to `"none"`.
+        coordinator: Multihost only: the coordinator's address. Defaults to
+            `None`: `KERAS_DISTRIBUTION_JOB_ADDRESSES`.
+        num_processes: Multihost only. Defaults to `None`:
+            `KERAS_DISTRIBUTION_NUM_PROCESSES`.
+        process_id: Multihost only. Defaults to `None`:
+            `KERAS_DISTRIBUTION_PROCESS_ID`.
+
+    Example:
+
+    >>> import catdog
+    >>> config = catdog.TrainConfig(data="photos", epochs=2, fine_tune_epochs=1,
+    ...                             backbone="efficientnet_b0")
+    >>> config.backbone, config.total_epochs
+    ('EfficientNetB0', 3)
+    >>> catdog.TrainConfig.from_dict(config.to_dict()) == config
+    True
+    >>> try:
+    ...     catdog.TrainConfig(batch_size=0)
+    ... except catdog.ConfigError as error:
+    ...     print(error)
+    batch-size must be at least 1, got 0
     """
 
     data: str = "tfds:cats_vs_dogs"

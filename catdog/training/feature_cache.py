@@ -97,17 +97,40 @@ class FeatureCache:
 class StageOneFeatureCache(keras.callbacks.Callback):
     """Serve stage 1's backbone features from memory after the first epoch.
 
-    Add it to `fit()` with a `CatDogClassifier` in stage 1 (`catdog.train`
-    does, unless `feature_cache=False`). It attaches a `FeatureCache` at the
-    start of training when the model can use one (see this module's
-    docstring; otherwise it does nothing) and removes it at the switch to
-    stage 2 and at the end of training.
+    While the backbone is frozen and stage 1 does not augment, a photo's
+    features never change: every epoch after the first would recompute the
+    same numbers through the whole backbone. With this callback later stage-1
+    epochs (and their validation) run the head only, with the same results.
+    Add it to `fit()` with a catdog classifier in stage 1 (`train` does,
+    unless `feature_cache=False`). It attaches a cache at the start of
+    training when the model can use one (TensorFlow backend, no
+    tf.distribute strategy, no XLA; otherwise it does nothing) and removes it
+    at the switch to stage 2 and at the end of training.
 
     Args:
-        capacity: Most photos to remember (training and validation); `None`
-            fits `budget_bytes`.
+        capacity: Most photos to remember (training and validation). Defaults
+            to `None`: as many as fit `budget_bytes`.
         budget_bytes: Memory for the features when `capacity` is `None`.
+            Defaults to 512 MiB (100,000 photos of MobileNetV2's 1280 floats).
         verbose: 1 prints one line when it is used and what it served.
+            Defaults to `0`.
+
+    Example:
+
+    >>> import keras
+    >>> import numpy as np
+    >>> import catdog
+    >>> backbone = keras.Sequential(  # a tiny backbone, for speed
+    ...     [keras.Input((32, 32, 3)), keras.layers.Conv2D(8, 3, strides=2)], name="tiny")
+    >>> model = catdog.ImageClassifier(
+    ...     backbone=backbone, class_names=["cat", "dog"], preprocessing="tf", image_size=32)
+    >>> model = catdog.compile_for_stage_one(model, learning_rate=1e-3)
+    >>> images = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype="uint8")
+    >>> cache = catdog.StageOneFeatureCache()
+    >>> _ = model.fit(images, np.array([0, 1] * 4), epochs=2, batch_size=4, verbose=0,
+    ...               callbacks=[cache])
+    >>> cache.last_counts  # the first epoch computes the 8 photos, the second reuses them
+    {'hits': 8, 'misses': 8, 'stored': 8}
     """
 
     def __init__(self, capacity=None, budget_bytes=DEFAULT_BUDGET_BYTES, verbose=0):

@@ -43,6 +43,23 @@ class TrainingDiverged(CatdogError):
 
 @dataclass
 class TrainResult:
+    """What `train` returns: the trained model, its history and where it is saved.
+
+    Attributes:
+        model: The trained classifier, in the stage it ended in.
+        history: One dict per epoch (`epoch`, `stage`, `loss`, `accuracy`,
+            `val_loss`, `val_accuracy`, `learning_rate`, `seconds`, ...), the
+            epochs of an interrupted run included when it was resumed.
+        run_dir: The run folder.
+        data: What the data was: its source, and its image counts per split
+            and class and of skipped files (as in `data.json`).
+        seconds: Wall-clock time of this call.
+        resumed_from: Epochs already done when this call began; `None` for a
+            fresh run.
+        is_chief: False on the processes of a multihost run that do not
+            write the run folder.
+    """
+
     model: object
     history: list
     run_dir: str
@@ -54,15 +71,38 @@ class TrainResult:
 
     @property
     def final(self):
+        """The last epoch's record (`{}` when no epoch ran)."""
         return self.history[-1] if self.history else {}
 
 
 def compile_for_stage_one(model, learning_rate, label_smoothing=0.0):
-    """Adam + cross-entropy + accuracy: the stage-1 setup.
+    """Compile a model for stage 1: Adam, cross-entropy and accuracy.
 
     Binary cross-entropy on the one sigmoid unit of a two-class model, sparse
-    categorical cross-entropy (integer labels) on the softmax of more.
-    `label_smoothing` pulls the binary targets towards 0.5 (two classes only).
+    categorical cross-entropy (integer labels) on the softmax of more. It is
+    what `train` compiles with; `FineTuneSwitch` later swaps the optimizer
+    for stage 2 and keeps the loss.
+
+    Args:
+        model: A catdog classifier; a model without `num_classes` is
+            compiled as a two-class one.
+        learning_rate: Adam's learning rate (catdog's default is `1e-3`).
+        label_smoothing: Pulls the binary targets towards 0.5 by this much;
+            two classes only. Defaults to `0.0`.
+
+    Returns:
+        `model`, compiled.
+
+    Raises:
+        CatdogError: label smoothing with more than two classes.
+
+    Example:
+
+    >>> import catdog
+    >>> model = catdog.CatDogClassifier(image_size=32, alpha=0.35, weights=None)
+    >>> model = catdog.compile_for_stage_one(model, learning_rate=1e-3)
+    >>> type(model.loss).__name__, round(float(model.optimizer.learning_rate), 6)
+    ('BinaryCrossentropy', 0.001)
     """
     if getattr(model, "num_classes", 2) == 2:
         loss = keras.losses.BinaryCrossentropy(label_smoothing=float(label_smoothing))
@@ -79,17 +119,48 @@ def compile_for_stage_one(model, learning_rate, label_smoothing=0.0):
 def train(config=None, callbacks=(), **overrides):
     """Run the two-stage recipe described by `config` and write its artifacts.
 
-    The run folder gets `model.keras`, `history.json`, `history.csv`,
-    `curves.png`, TensorBoard logs in `logs/`, `config.json` and
-    `data.json` (plus `skipped.txt` when files were
-    skipped), and the validation evaluation: `metrics.json`, its figures and
-    `report.html`. While it runs it keeps the last epoch's checkpoint and
-    `run_state.json`; calling `train` again with the same folder and settings
-    resumes from the last completed epoch, exactly where the interrupted run
-    was (see `catdog.training.checkpoint`). `config.seed` fixes everything random:
-    two runs with the same seed and data give the same weights on CPU.
-    `config.verbose`: 0 prints nothing but warnings, 1 Keras' progress bars,
-    2 one line per epoch (for log files).
+    One `fit()` trains the head on the frozen backbone (stage 1), then
+    `FineTuneSwitch` unfreezes the top of the backbone (stage 2). The run
+    folder gets `model.keras`, `history.json`, `history.csv`, `curves.png`,
+    TensorBoard logs in `logs/`, `config.json` and `data.json` (plus
+    `skipped.txt` when files were skipped), and the validation evaluation:
+    `metrics.json`, its figures and `report.html`. While it runs it keeps the
+    last epoch's checkpoint and `run_state.json`; calling `train` again with
+    the same folder and settings resumes from the last completed epoch,
+    exactly where the interrupted run was (`catdog.training.run_folder`).
+    `config.seed` fixes everything random: two runs with the same seed and
+    data give the same weights on CPU.
+
+    Args:
+        config: A `TrainConfig`. Defaults to `None`: `TrainConfig()` (TFDS
+            `cats_vs_dogs`, ImageNet weights, 3 + 3 epochs).
+        callbacks: More Keras callbacks for the `fit()`, after catdog's own.
+            Defaults to `()`.
+        **overrides: `TrainConfig` fields that replace those of `config`.
+
+    Returns:
+        A `TrainResult`: the trained model, the per-epoch history and the
+        run folder.
+
+    Raises:
+        CatdogError: bad settings (`ConfigError`), unusable data
+            (`DataError`), weights that cannot be had
+            (`WeightsUnavailableError`), a run folder catdog did not make or
+            cannot write, or a loss that became NaN (the last good checkpoint
+            is kept). Each says in one line what to do.
+
+    Example:
+
+    >>> import catdog
+    >>> config = catdog.TrainConfig(data="photos", out="runs/first", epochs=1,
+    ...                             fine_tune_epochs=1, verbose=0)
+    >>> config.total_epochs
+    2
+    >>> # photos/ holds cats/ and dogs/; a minute or more, even for a tiny model:
+    >>> result = catdog.train(config)  # doctest: +SKIP
+    >>> [record["stage"] for record in result.history]  # doctest: +SKIP
+    [1, 2]
+    >>> model = catdog.load_model(result.run_dir + "/model.keras")  # doctest: +SKIP
     """
     config = config or TrainConfig()
     if overrides:
