@@ -36,6 +36,14 @@ class OutputError(CatdogError, OSError):
     """
 
 
+class ExportError(CatdogError):
+    """The model could not be exported as asked."""
+
+
+class TrainingDiverged(CatdogError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
 def first_line(error, limit=300):
     """The first line of an error's message, at most `limit` characters.
 

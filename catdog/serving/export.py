@@ -26,7 +26,7 @@ import numpy as np
 
 from catdog import artifacts, ownership
 
-from catdog.errors import CatdogError, ConfigError, OptionalDependencyError, OutputError, first_line, os_reason
+from catdog.errors import ExportError, CatdogError, ConfigError, OptionalDependencyError, OutputError, first_line, os_reason
 
 from catdog.defaults import DEFAULT_CALIBRATION_IMAGES, QUANTIZATIONS
 from catdog.defaults import EXPORT_FORMATS as FORMATS
@@ -44,10 +44,6 @@ BYTES_SIGNATURE, BYTES_INPUT_NAME = "serving_bytes", "image_bytes"
 ONNX_OPSET = 17
 
 EXPORT_EXTRA = 'pip install "catdog[export]"'
-
-
-class ExportError(CatdogError):
-    """The model could not be exported as asked."""
 
 
 @dataclass

@@ -28,17 +28,13 @@ from catdog.training.config import TrainConfig
 from catdog.data.sources import load_splits
 from catdog.training.epoch_log import EpochLogLine
 from catdog.training.feature_cache import StageOneFeatureCache
-from catdog.errors import CatdogError
+from catdog.errors import CatdogError, TrainingDiverged
 from catdog.model import CAT_DOG, CatDogClassifier, ImageClassifier
 from catdog.names import escape
 from catdog.evaluation.figures import plot_training_curves
 from catdog.training.run_report import write_run_report
 from catdog.training.tensorboard_logs import StageTensorBoard
 
-
-
-class TrainingDiverged(CatdogError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
 @dataclass
