@@ -305,3 +305,20 @@ def test_savedmodel_bytes_signature_matches_catdog_predict(saved_model, parity, 
     p_dog = signature(**{export.BYTES_INPUT_NAME: contents})[export.OUTPUT_NAME].numpy().reshape(-1)
     assert p_dog.std() > 0.05  # spread: agreement means something
     np.testing.assert_allclose(p_dog, [expected[f] for f in files], atol=1e-5)
+
+
+def test_an_exported_three_class_model_predicts_one_row_of_probabilities_per_image(tmp_path):
+    """N classes: (n, N) probabilities that sum to 1, equal to the model's, not a flattened vector.
+
+    Every format's runner shares `ExportedModel.predict`; the SavedModel is the cheapest to make.
+    """
+    fmt = "savedmodel"
+    model = catdog.ImageClassifier(image_size=32, alpha=0.35, weights=None, class_names=["a", "b", "c"])
+    images = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3)).astype("uint8")
+    expected = model.predict(images, verbose=0)
+    path = tmp_path / ("exported" if fmt == "savedmodel" else "model.tflite")
+    catdog.export_model(model, str(path), format=fmt)
+    got = catdog.load_exported(str(path)).predict(images)
+    assert got.shape == (2, 3)
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(got, expected, atol=1e-4)

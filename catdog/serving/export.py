@@ -319,7 +319,9 @@ class ExportedModel:
                 f"{self.path} takes uint8 images of shape (n, {size}, {size}, 3), "
                 f"got {images.shape}: resize them first"
             )
-        return np.asarray(self._run(images.astype(np.uint8)), np.float32).reshape(-1)
+        outputs = np.asarray(self._run(images.astype(np.uint8)), np.float32).reshape(len(images), -1)
+        # (n,) P(second class) for a one-unit model, as `Predictor`; (n, N) for N classes
+        return outputs.reshape(-1) if outputs.shape[1] == 1 else outputs
 
 
 class SavedModelRunner(ExportedModel):
