@@ -152,7 +152,10 @@ class ImageClassifier(keras.Model):
 
         self.preprocessor = ImagePreprocessor(self.image_size, mode=self.preprocessing, name="preprocessor")
         self.augmenter = (
-            ImageAugmentation(**self.augmentation_config, name="augmentation")
+            ImageAugmentation(
+                **self.augmentation_config, **_colour_range(self.augmentation_config, self.preprocessing),
+                name="augmentation",
+            )
             if self.augmentation_config is not None
             else None
         )
@@ -404,3 +407,21 @@ def probability_matrix(outputs):
         p = outputs.reshape(-1)
         return np.stack([1.0 - p, p], axis=1)
     return outputs
+
+
+#: The pixel range each preprocessing mode hands the augmentation, where one
+#: range describes every channel (torch and caffe normalise each channel
+#: apart, and caffe swaps to BGR: no colour jitter or greyscale is right there).
+_MODE_RANGES = {"tf": (-1.0, 1.0), "none": (0.0, 255.0)}
+
+
+def _colour_range(augmentation, mode):
+    """`value_range` for the colour steps of `augmentation`; {} when there are none."""
+    if "value_range" in augmentation or not (augmentation.get("color_jitter") or augmentation.get("grayscale")):
+        return {}
+    if mode not in _MODE_RANGES:
+        raise ConfigError(
+            f"color_jitter and grayscale augmentation need a backbone fed 0..255 or [-1, 1] pixels; "
+            f"this one's preprocessing is {mode!r} (per-channel normalised): leave them off"
+        )
+    return {"value_range": _MODE_RANGES[mode]}

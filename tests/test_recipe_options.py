@@ -82,3 +82,27 @@ def test_colour_augmentation_from_keras_core_is_opt_in_and_saves_with_the_model(
     loaded = catdog.load_model(str(tmp_path / "m.keras"))
     assert loaded.augmenter.get_config()["color_jitter"] == 0.2 and loaded.augmenter.grayscale == 0.1
     assert [type(step).__name__ for step in loaded.augmenter.colour_steps] == ["RandomColorJitter", "RandomGrayscale"]
+
+
+def test_colour_augmentation_works_in_the_range_the_backbone_is_fed():
+    """A 0..255 backbone (EfficientNet, ConvNeXt: mode "none") is jittered in 0..255, not clipped to [-1, 1]."""
+    import numpy as np
+
+    images = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
+    layer = catdog.ImageAugmentation(flip=None, rotation=0, zoom=0, color_jitter=0.3, value_range=(0, 255), seed=1)
+    out = np.asarray(layer(images, training=True))
+    # still photos on the 0..255 scale (Keras' contrast step may overshoot it), not a flat 1.0
+    assert np.median(out) > 50 and out.std() > 30
+    wrong = catdog.ImageAugmentation(flip=None, rotation=0, zoom=0, color_jitter=0.3, seed=1)
+    assert np.asarray(wrong(images, training=True)).max() <= 1.0  # the bug this range fixes
+    assert not np.allclose(out, images)
+    assert catdog.ImageAugmentation.from_config(layer.get_config()).value_range == (0.0, 255.0)
+
+    model = catdog.ImageClassifier(class_names=2, image_size=32, alpha=0.35, weights=None, preprocessing="none",
+                                   augmentation={"color_jitter": 0.2})
+    assert model.augmenter.value_range == (0.0, 255.0)
+    assert tiny_model(augmentation={"color_jitter": 0.2}).augmenter.value_range == (-1.0, 1.0)
+    # per-channel normalised input (torch, caffe's BGR): no single range is right, so it is refused
+    with pytest.raises(catdog.ConfigError, match="color_jitter and grayscale"):
+        catdog.ImageClassifier(class_names=2, image_size=32, alpha=0.35, weights=None, preprocessing="caffe",
+                               augmentation={"grayscale": 0.1})

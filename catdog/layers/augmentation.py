@@ -44,6 +44,10 @@ class ImageAugmentation(keras.layers.Layer):
             Defaults to `0.0`. Both colour steps are off by default: they add
             steps (and random draws) only when asked for, so the default
             augmentation is unchanged.
+        value_range: The range of the pixel values this layer receives, which
+            the colour steps need (the geometric ones do not): `(-1, 1)` after
+            `ImagePreprocessor(mode="tf")`, `(0, 255)` after `mode="none"`.
+            Defaults to `(-1.0, 1.0)`.
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
 
     Example:
@@ -68,6 +72,7 @@ class ImageAugmentation(keras.layers.Layer):
         seed=None,
         color_jitter=0.0,
         grayscale=0.0,
+        value_range=(-1.0, 1.0),
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -78,15 +83,18 @@ class ImageAugmentation(keras.layers.Layer):
         self.seed = seed
         self.color_jitter = float(color_jitter)
         self.grayscale = float(grayscale)
+        self.value_range = tuple(float(v) for v in value_range)
+        if len(self.value_range) != 2 or not self.value_range[0] < self.value_range[1]:
+            raise ValueError(f"value_range must be (low, high) with low < high, got {value_range!r}")
         self.steps = []
-        # Per-pixel colour steps, applied after the warp; the images here are
-        # preprocessed, in [-1, 1].
+        # Per-pixel colour steps, applied after the warp, on pixels in
+        # `value_range` (the preprocessor's output).
         self.colour_steps = []
         if self.color_jitter:
             strength = self.color_jitter
             self.colour_steps.append(
                 keras.layers.RandomColorJitter(
-                    value_range=(-1.0, 1.0),
+                    value_range=self.value_range,
                     brightness_factor=strength,
                     contrast_factor=strength,
                     saturation_factor=(0.5 - strength / 2, 0.5 + strength / 2),
@@ -169,6 +177,7 @@ class ImageAugmentation(keras.layers.Layer):
                 "seed": self.seed,
                 "color_jitter": self.color_jitter,
                 "grayscale": self.grayscale,
+                "value_range": list(self.value_range),
             }
         )
         return config
