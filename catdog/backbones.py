@@ -234,11 +234,45 @@ def build_backbone(name, image_size=224, weights="imagenet", alpha=1.0):
 
 
 def preprocessing_for(backbone):
-    """The `ImagePreprocessor` mode a backbone (name or model) expects.
+    """Return the `ImagePreprocessor` mode that a backbone expects.
+
+    Each `keras.applications` family was trained on pixels scaled its own way
+    (its `preprocess_input`); a backbone fed another range still runs, but
+    its pretrained features are off and accuracy quietly suffers.
+    `ImageClassifier` asks this function when `preprocessing=` is not given,
+    and refuses to guess for a backbone it does not know.
+
+    Args:
+        backbone: A name of `BACKBONES` (spelled as Keras does or loosely,
+            `"efficientnet_b0"`), or a Keras model; a model is recognised
+            by the name `keras.applications` gives it.
+
+    Returns:
+        `"tf"` ([-1, 1]), `"torch"`, `"caffe"` or `"none"` (0..255 as they
+        are: the model normalises inside), as `ImagePreprocessor`'s `mode`.
 
     Raises:
-        ConfigError: the backbone is an object catdog does not recognise: say
-            `preprocessing=` yourself rather than feed it a wrong range.
+        ConfigError: the name is not in `BACKBONES`, or the model is not one
+            catdog recognises: pass `preprocessing=` yourself rather than
+            feed it a wrong range.
+
+    Example:
+
+    >>> import keras
+    >>> import catdog
+    >>> catdog.preprocessing_for("MobileNetV2"), catdog.preprocessing_for("resnet50")
+    ('tf', 'caffe')
+    >>> catdog.preprocessing_for("efficientnet_b0")  # normalises inside the model
+    'none'
+    >>> backbone = catdog.build_mobilenet_v2(image_size=32, alpha=0.35, weights=None)
+    >>> catdog.preprocessing_for(backbone)
+    'tf'
+    >>> mine = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(8, 3)], name="mine")
+    >>> try:
+    ...     catdog.preprocessing_for(mine)
+    ... except catdog.ConfigError as error:
+    ...     print(error)
+    catdog does not know the input convention of backbone 'mine': pass preprocessing='tf' ([-1, 1]), ...
     """
     spec = get_spec(backbone) if isinstance(backbone, str) else spec_of_model(backbone)
     if spec is None:

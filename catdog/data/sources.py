@@ -60,12 +60,68 @@ def load_splits(
     seed=0,
     cache="auto",
 ):
-    """Train/validation pipelines for `data` ("tfds:cats_vs_dogs" or a folder).
+    """Load training and validation pipelines from a folder or from TFDS.
 
-    A folder without `val_data` is split per class with `seed`, so both parts
-    keep the class balance. `limit` caps the number of training images.
-    `cache` ("auto", "memory", "none" or a file prefix) keeps decoded images
-    for later epochs; "auto" caches each split that fits in 1 GiB.
+    These are the very pipelines `catdog train` fits on, so a custom training
+    loop or a look at the data sees the photos the model would see: every
+    file is screened once (unreadable ones are skipped and listed, not
+    fatal), decoded as `catdog predict` decodes it and resized to
+    `image_size`; batches are `(uint8 images, float32 labels)`, label `i`
+    being `class_names[i]`. A folder without `val_data` is split per class
+    with `seed`, so both parts keep the class balance.
+
+    Args:
+        data: A folder with a sub-folder per class (`cat(s)/` and `dog(s)/`,
+            or one per class name), or `"tfds:cats_vs_dogs"` (TFDS'
+            `cats_vs_dogs`, split 80/20: `val_data` and `val_split` are not
+            used).
+        val_data: A folder of validation photos with the same class
+            sub-folders; then `data` is all training data. Defaults to
+            `None`: `val_split` of `data` is held out.
+        image_size: Side of the square images in the batches. Defaults to
+            `224`.
+        batch_size: Images per batch. Defaults to `32`.
+        val_split: Share of each class of `data` held out for validation
+            when there is no `val_data`, between 0 and 1. Defaults to `0.2`.
+        limit: Use at most this many training images (a sample drawn with
+            `seed`; the first ones for TFDS). Defaults to `None`: all.
+        seed: Fixes the validation split, the `limit` sample and the
+            shuffling. Defaults to `0`.
+        cache: Where decoded images are kept for later epochs: `"auto"`
+            (in memory, each split that fits in 1 GiB), `"memory"`,
+            `"none"`, or a file prefix. Defaults to `"auto"`.
+
+    Returns:
+        A `DataSplits`: `train` and `validation` (batched `tf.data.Dataset`s),
+        `counts`, the `skipped` files, `class_names` and `steps_per_epoch`.
+
+    Raises:
+        DataError: no usable images, a class without training images, or no
+            validation images.
+        ConfigError: `limit` below 1, `val_split` not between 0 and 1, or a
+            TFDS name other than `cats_vs_dogs`.
+
+    Example:
+
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from PIL import Image
+    >>> import catdog
+    >>> folder = tempfile.mkdtemp()
+    >>> for name, grey in (("cats", 60), ("dogs", 190)):
+    ...     os.makedirs(os.path.join(folder, name))
+    ...     for i in range(5):
+    ...         photo = np.full((40, 48, 3), grey + i, "uint8")
+    ...         Image.fromarray(photo).save(os.path.join(folder, name, f"{i}.jpg"))
+    >>> splits = catdog.load_splits(folder, image_size=32, batch_size=4)
+    >>> splits.class_names, splits.steps_per_epoch
+    (('cat', 'dog'), 2)
+    >>> splits.counts
+    {'train': 8, 'validation': 2, 'train_per_class': {'cat': 4, 'dog': 4},
+     'validation_per_class': {'cat': 1, 'dog': 1}, 'skipped': 0}
+    >>> images, labels = next(iter(splits.train))
+    >>> tuple(images.shape), images.dtype.name, labels.dtype.name
+    ((4, 32, 32, 3), 'uint8', 'float32')
     """
     if limit is not None and limit < 1:
         raise ConfigError(f"limit must be at least 1, got {limit}")

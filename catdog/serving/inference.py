@@ -60,11 +60,46 @@ class Prediction:
 
 
 class Predictor:
-    """A compiled forward pass: raw images -> P(dog) as a flat numpy array.
+    """A compiled forward pass from raw images to class probabilities.
 
     `model.predict` sets up an iterator and callbacks on every call (50-90 ms
     for one image on two cores); a compiled function of the forward pass
     costs only the network, which is what single-image serving needs.
+    `catdog predict` runs its model through one. Call it on a batch of raw
+    0..255 images, shape `(n, height, width, 3)`: it returns a numpy array,
+    `(n,)` P(second class) (P(dog)) for a one-unit model, `(n, N)`
+    probabilities for N classes. The first call traces the function
+    (seconds), and so may a call with a batch shape not seen before.
+
+    Args:
+        model: A catdog classifier; with `engine="keras"`, any Keras model
+            of images.
+        engine: `"keras"`, the model compiled for the Keras backend
+            (`tf.function` on TensorFlow, `jax.jit` on JAX), or `"tflite"`,
+            the model converted to TFLite in memory (TensorFlow backend only;
+            a few seconds to convert, then faster on CPUs; takes images of
+            the model's input size only). Defaults to `"keras"`.
+
+    Raises:
+        ConfigError: `engine` is neither `"keras"` nor `"tflite"`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> import catdog
+    >>> model = catdog.CatDogClassifier(image_size=32, alpha=0.35, weights=None)
+    >>> predictor = catdog.Predictor(model)
+    >>> photos = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), "uint8")
+    >>> p_dog = predictor(photos)
+    >>> p_dog.shape, p_dog.dtype.name
+    ((3,), 'float32')
+    >>> bool(np.allclose(p_dog, np.asarray(model(photos)).ravel(), atol=1e-6))  # the same numbers
+    True
+    >>> try:
+    ...     catdog.Predictor(model, engine="onnx")
+    ... except catdog.ConfigError as error:
+    ...     print(error)
+    engine must be keras or tflite, got 'onnx'
     """
 
     def __init__(self, model, engine="keras"):
