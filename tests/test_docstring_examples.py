@@ -13,6 +13,7 @@ import doctest
 import inspect
 import io
 import re
+import tempfile
 
 import keras
 import pytest
@@ -153,6 +154,7 @@ def test_docstring_example_runs(name, tmp_path, monkeypatch):
     tests = doctests_of(name)
     assert tests, f"catdog.{name} has no doctest examples"
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the examples' mkdtemp() folders go too
     runner = doctest.DocTestRunner(optionflags=FLAGS)
     report = io.StringIO()
     for test in tests:

@@ -273,7 +273,7 @@ def plot_training_curves(epochs, path, switch_epoch=None, title="catdog training
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
     for axis, metric, label in (
         (axes[0], "accuracy", "Accuracy"),
-        (axes[1], "loss", "Loss (binary cross-entropy)"),
+        (axes[1], "loss", "Loss"),
     ):
         for key, name, style in ((metric, "training", "o-"), (f"val_{metric}", "validation", "s-")):
             values = [record.get(key) for record in epochs]
@@ -288,5 +288,5 @@ def plot_training_curves(epochs, path, switch_epoch=None, title="catdog training
         axis.legend()
         axis.xaxis.get_major_locator().set_params(integer=True)
     figure.suptitle(title)
-    replace_atomically(path, lambda temporary: figure.savefig(temporary, dpi=110, format="png"))
+    replace_atomically(path, lambda temporary: figure.savefig(temporary, dpi=_DPI, format="png"))
     plt.close(figure)

@@ -126,9 +126,13 @@ SUITE = tuple(default_suite())
 
 def select(names=None, suite=SUITE):
     """The shifts of `suite` named in `names` (shift or family names; None: all)."""
-    if not names:
+    if names is None:
         return list(suite)
+    if isinstance(names, str):  # one name, not its letters
+        names = [names]
     wanted = [n.strip() for n in names if n.strip()]
+    if not wanted:
+        raise ConfigError("no shift named: pass shift or family names, or None for the whole suite")
     known = {s.name for s in suite} | {s.family for s in suite}
     unknown = [n for n in wanted if n not in known]
     if unknown:
