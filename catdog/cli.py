@@ -283,6 +283,10 @@ def run_predict(args):
     from catdog.loading import load_model
     from catdog.names import escape
 
+    if args.explain:  # a folder catdog may not write into fails before any work
+        from catdog.ownership import EXPLANATIONS, claim_folder
+
+        claim_folder(args.explain, EXPLANATIONS, option="--explain")
     model = load_model(args.model)
     predictions, skipped = predict_files(model, args.paths, args.batch_size, args.threshold)
     explanations = {}

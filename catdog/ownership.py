@@ -28,7 +28,7 @@ from catdog.names import escape
 MARKER = ".catdog"
 #: The lock file of a run folder (holds who has the lock).
 LOCK_FILE = ".catdog.lock"
-RUN, EVALUATION, EXPORT = "run", "evaluation", "export"
+RUN, EVALUATION, EXPORT, EXPLANATIONS = "run", "evaluation", "export", "explanations"
 
 #: `catdog.artifacts` temporaries: ".NAME.XXXXXXXX.tmp.EXT" (mkstemp's 8 random characters).
 _TEMPORARY = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp(?P<suffix>\.[A-Za-z0-9]+)?")

@@ -140,8 +140,18 @@ def test_predict_explain_writes_one_heat_map_figure_per_image(trained_model_file
     assert result.returncode == 0, result.stderr
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(rows) == 4 and "broken.jpg" in result.stderr
-    figures = sorted(os.listdir(out))
+    figures = sorted(name for name in os.listdir(out) if not name.startswith("."))
     assert figures == sorted(f"{name}.{i}.gradcam.png" for name in ("cats", "dogs") for i in range(2))
+    # a second run replaces catdog's own figures in the folder it made ...
+    again = catdog("predict", trained_model_file, photos, "--json", "--explain", out)
+    assert again.returncode == 0, again.stderr
+    # ... but never writes into a folder of the user's: their files stay byte for byte
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "cats.0.gradcam.png").write_bytes(b"my own figure")
+    refused = catdog("predict", trained_model_file, photos, "--explain", mine)
+    assert refused.returncode == 2 and "--explain" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    assert sorted(os.listdir(mine)) == ["cats.0.gradcam.png"] and (mine / "cats.0.gradcam.png").read_bytes() == b"my own figure"
     for row in rows:
         assert os.path.dirname(row["explanation"]) == str(out)
         with open(row["explanation"], "rb") as handle:

@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from catdog import ownership  # noqa: E402
 from catdog.artifacts import replace_atomically  # noqa: E402
 from catdog.errors import ConfigError  # noqa: E402
 from catdog.data.folders import CLASS_NAMES  # noqa: E402
@@ -203,7 +204,8 @@ def write_explanations(model, predictions, out_dir, layer=None):
     from catdog.data.folders import SkippedFile
     from catdog.evaluation.gradcam import explain, load_pixels
 
-    os.makedirs(out_dir, exist_ok=True)
+    # a new, empty or catdog-made folder only: a user's NAME.gradcam.png is not replaced
+    ownership.claim_folder(out_dir, ownership.EXPLANATIONS, option="--explain")
     written, failed, used = {}, [], set()
     for prediction in predictions:
         target = os.path.join(out_dir, _unique_name(prediction.path, used))

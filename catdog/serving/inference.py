@@ -62,8 +62,8 @@ class Prediction:
 class Predictor:
     """A compiled forward pass from raw images to class probabilities.
 
-    `model.predict` sets up an iterator and callbacks on every call (50-90 ms
-    for one image on two cores); a compiled function of the forward pass
+    `model.predict` sets up an iterator and callbacks on every call (tens of
+    milliseconds, more than one image's network on a CPU); a compiled function of the forward pass
     costs only the network, which is what single-image serving needs.
     `catdog predict` runs its model through one. Call it on a batch of raw
     0..255 images, shape `(n, height, width, 3)`: it returns a numpy array,
@@ -139,10 +139,10 @@ class Predictor:
 def _tflite_forward(model):
     """The model compiled to TFLite in memory, as a function of uint8 images.
 
-    TFLite's XNNPACK kernels run one 224x224 image in about 11 ms on two CPU
-    cores, against about 27 ms for the compiled TensorFlow function; the
-    conversion costs some seconds once. Same float32 weights: outputs agree
-    within 1e-6 (BENCHMARKS.md, export parity). Takes images of the training
+    TFLite's XNNPACK kernels run one image on CPU in well under the compiled
+    TensorFlow function's time (BENCHMARKS.md, "Inference"); the conversion
+    costs some seconds once. Same float32 weights: outputs agree within 1e-4
+    (BENCHMARKS.md, export parity). Takes images of the training
     size, as every export does.
     """
     import tempfile
