@@ -16,7 +16,7 @@ ifneq ($(wildcard $(SHARED)/keras/models),)
 export KERAS_HOME ?= $(SHARED)/keras
 endif
 
-.PHONY: install train test bench levers bench-recipes clean
+.PHONY: install train test test-slow test-all bench levers bench-recipes clean
 
 install: $(BIN)/catdog
 
@@ -29,11 +29,20 @@ $(BIN)/catdog: pyproject.toml
 train: $(BIN)/catdog
 	$(BIN)/catdog train --data $(DATA) $(if $(VAL_DATA),--val-data $(VAL_DATA)) --weights $(WEIGHTS) --out $(OUT) $(ARGS)
 
-# Two workers (pytest-xdist), one test file each at a time: 26 minutes on
-# 2 cores (380 tests; see README, Tests). TEST_WORKERS=0 runs in this process.
+# Two workers (pytest-xdist), one test file each at a time; TEST_WORKERS=0 runs in
+# this process. `make test` is the default suite (README, Tests); the long runs
+# marked `slow` (benchmark scripts, JAX and multi-process runs, big backbones,
+# killed and resumed runs) are `make test-slow`; CI runs both (`make test-all`).
 TEST_WORKERS ?= 2
+PYTEST = $(BIN)/python -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 test: $(BIN)/catdog
-	$(BIN)/python -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
+	$(PYTEST) -m "not slow"
+
+test-slow: $(BIN)/catdog
+	$(PYTEST) -m slow
+
+test-all: $(BIN)/catdog
+	$(PYTEST)
 
 # Speed and accuracy figures (9 minutes on the 2-core Intel Xeon, 27 on the older AMD): writes BENCHMARKS.md.
 bench: $(BIN)/catdog

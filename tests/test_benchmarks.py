@@ -1,5 +1,7 @@
 """The benchmark code runs end to end on a tiny input (its numbers mean nothing here)."""
 
+import pytest
+
 import json
 import os
 import subprocess
@@ -20,6 +22,7 @@ def bench(tmp_path, *args):
     return out, raw
 
 
+@pytest.mark.slow  # a benchmark script or a long run: `make test-slow`
 def test_quick_benchmark_writes_every_section_and_reruns_one(tmp_path):
     out, raw = bench(tmp_path)
     text = out.read_text()

@@ -23,6 +23,7 @@ WITHOUT_TENSORFLOW = (
 )
 
 
+@pytest.mark.slow  # a benchmark script or a long run: `make test-slow`
 def test_gpu_script_trains_both_stages_in_both_precisions_without_tensorflow(tmp_path):
     out = tmp_path / "gpu.md"
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "CATDOG_SHARED": str(tmp_path / "none")}

@@ -1,5 +1,7 @@
 """benchmarks/levers.py runs on a tiny input and writes one row per lever."""
 
+import pytest
+
 import os
 import subprocess
 import sys
@@ -7,6 +9,7 @@ import sys
 from conftest import ROOT
 
 
+@pytest.mark.slow  # a benchmark script or a long run: `make test-slow`
 def test_levers_script_writes_a_row_per_lever(tmp_path):
     out = tmp_path / "levers.md"
     env = {**os.environ, "CATDOG_SHARED": str(tmp_path / "no-shared")}

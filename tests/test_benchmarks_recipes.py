@@ -25,6 +25,7 @@ def run_script(tmp_path, *args):
     return result.stdout
 
 
+@pytest.mark.slow  # a benchmark script or a long run: `make test-slow`
 def test_quick_run_trains_evaluates_and_resumes(tmp_path):
     run_script(tmp_path, "--candidates", "default", "mirror_tta")
     results = json.loads((tmp_path / "recipes.json").read_text())

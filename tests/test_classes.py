@@ -93,6 +93,7 @@ def run_37(tmp_path_factory):
     return root, names, result
 
 
+@pytest.mark.slow  # a benchmark script or a long run: `make test-slow`
 def test_37_class_folder_trains_with_its_class_names_saved(run_37):
     _, names, result = run_37
     model = catdog.load_model(str(pathlib.Path(result.run_dir) / "model.keras"))
@@ -104,6 +105,7 @@ def test_37_class_folder_trains_with_its_class_names_saved(run_37):
     assert len(saved["confusion_matrix"]) == 37 and set(saved["top_k_accuracy"]) == {"1", "3", "5"}
 
 
+@pytest.mark.slow  # a benchmark script or a long run: `make test-slow`
 def test_37_class_model_predicts_and_evaluates_from_the_command_line(run_37, capsys, tmp_path):
     root, names, result = run_37
     model_file = pathlib.Path(result.run_dir) / "model.keras"

@@ -336,6 +336,7 @@ def test_bad_train_arguments_are_one_line_errors(tmp_path, capsys, args, fragmen
 # --- the end of a run ---------------------------------------------------------
 
 
+@pytest.mark.slow  # a benchmark script or a long run: `make test-slow`
 def test_a_run_killed_while_writing_its_report_is_unfinished_and_resumes_to_a_report(tmp_path, monkeypatch):
     """The report is part of the run: until it is written the run is not
     finished, its last checkpoint is kept, and `--resume` writes it."""
