@@ -75,15 +75,6 @@ class LabelledFiles:
     def counts(self):
         return {name: self.labels.count(i) for i, name in enumerate(self.class_names)}
 
-    def subset(self, indices):
-        return LabelledFiles(
-            [self.paths[i] for i in indices],
-            [self.labels[i] for i in indices],
-            list(self.ignored_folders),
-            list(self.skipped),
-            self.class_names,
-        )
-
 
 def list_labelled_files(directory, class_names=None):
     """All non-hidden files under the class sub-folders, recursively.
