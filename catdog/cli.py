@@ -5,9 +5,12 @@ prints a traceback unless CATDOG_DEBUG=1.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import sys
+
+from catdog.errors import ConfigError
 
 EXIT_USAGE = 2
 
@@ -54,13 +57,6 @@ def probability(text):
     return value
 
 
-def unit_interval(text):
-    value = _parse(float, text)
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, got {text}")
-    return value
-
-
 def weights_choice(text):
     if text.lower() == "imagenet":
         return "imagenet"
@@ -91,13 +87,14 @@ def _backbone_names():
     return BACKBONE_NAMES
 
 
-def backbone_choice(text):
-    from catdog.defaults import BACKBONE_NAMES, canonical_backbone_name
+def integer(text):
+    """Text to an int; whether it is in range is `TrainConfig`'s to say."""
+    return _parse(int, text)
 
-    name = canonical_backbone_name(text)
-    if name is None:
-        raise argparse.ArgumentTypeError(f"unknown backbone {text!r}: choose one of {', '.join(BACKBONE_NAMES)}")
-    return name
+
+def number(text):
+    """Text to a float; whether it is in range is `TrainConfig`'s to say."""
+    return _parse(float, text)
 
 
 def _parse(kind, text):
@@ -121,27 +118,27 @@ def build_parser():
     train = commands.add_parser("train", help="train a model and write a run folder")
     train.add_argument("--data", default=defaults.data, help="tfds:cats_vs_dogs, a folder with cat(s)/ and dog(s)/, or a folder with one sub-folder per class (default: %(default)s)")
     train.add_argument("--val-data", help="separate validation folder (default: a seeded split of --data)")
-    train.add_argument("--val-split", type=probability, default=defaults.val_split, help="validation fraction when splitting a folder (default: %(default)s)")
+    train.add_argument("--val-split", type=number, default=defaults.val_split, help="validation fraction when splitting a folder (default: %(default)s)")
     train.add_argument("--config", metavar="FILE", help="read settings from a JSON or YAML file with TrainConfig's keys, such as a run's own config.json; options given here win (see README)")
     train.add_argument("--out", help="run folder for model.keras, history.json, curves.png, logs/ (required unless --config gives out)")
-    train.add_argument("--image-size", type=positive_int, default=defaults.image_size)
-    train.add_argument("--batch-size", type=positive_int, default=defaults.batch_size)
-    train.add_argument("--epochs", type=non_negative_int, default=defaults.epochs, help="stage-1 epochs, backbone frozen (default: %(default)s)")
-    train.add_argument("--fine-tune-epochs", type=non_negative_int, default=defaults.fine_tune_epochs, help="stage-2 epochs (default: %(default)s)")
-    train.add_argument("--backbone", type=backbone_choice, default=defaults.backbone, help=f"the pre-trained network: {', '.join(_backbone_names())} (default: %(default)s)")
+    train.add_argument("--image-size", type=integer, default=defaults.image_size)
+    train.add_argument("--batch-size", type=integer, default=defaults.batch_size)
+    train.add_argument("--epochs", type=integer, default=defaults.epochs, help="stage-1 epochs, backbone frozen (default: %(default)s)")
+    train.add_argument("--fine-tune-epochs", type=integer, default=defaults.fine_tune_epochs, help="stage-2 epochs (default: %(default)s)")
+    train.add_argument("--backbone", default=defaults.backbone, help=f"the pre-trained network: {', '.join(_backbone_names())} (default: %(default)s)")
     train.add_argument("--fine-tune-at", type=layer_choice, default=defaults.fine_tune_at, help="first backbone layer trained in stage 2: index, name or fraction of the layers (default: the backbone's; 100 for MobileNetV2)")
-    train.add_argument("--lr", type=positive_float, default=defaults.learning_rate, help="stage-1 learning rate (default: %(default)s)")
-    train.add_argument("--fine-tune-lr", type=positive_float, default=defaults.fine_tune_learning_rate, help="stage-2 learning rate (default: %(default)s)")
+    train.add_argument("--lr", type=number, default=defaults.learning_rate, help="stage-1 learning rate (default: %(default)s)")
+    train.add_argument("--fine-tune-lr", type=number, default=defaults.fine_tune_learning_rate, help="stage-2 learning rate (default: %(default)s)")
     train.add_argument("--fine-tune-schedule", choices=("constant", "cosine"), default=defaults.fine_tune_schedule, help="stage-2 learning rate: constant, or a cosine decay to 0 over stage 2 (default: %(default)s)")
-    train.add_argument("--label-smoothing", type=unit_interval, default=defaults.label_smoothing, help="pull the loss' targets towards 0.5 by this much, e.g. 0.1 (default: %(default)s)")
+    train.add_argument("--label-smoothing", type=number, default=defaults.label_smoothing, help="pull the loss' targets towards 0.5 by this much, e.g. 0.1 (default: %(default)s)")
     train.add_argument("--weights", type=weights_choice, default="imagenet", help="imagenet, none, or a backbone weights file (default: imagenet)")
     train.add_argument("--no-augmentation", action="store_true", help="train without flip/rotation/zoom")
     train.add_argument("--augment-stage-one", action="store_true", help="augment while only the head trains too (default: only while fine-tuning, which measured better)")
-    train.add_argument("--limit", type=positive_int, help="use at most N training images")
+    train.add_argument("--limit", type=integer, help="use at most N training images")
     train.add_argument("--cache", default=defaults.cache, help="keep decoded images between epochs: auto (in memory when under 1 GiB), memory, none, or a file path prefix (default: %(default)s)")
     train.add_argument("--no-feature-cache", action="store_true", help="recompute the frozen backbone's features every stage-1 epoch instead of remembering them after the first (same results, slower)")
     train.add_argument("--mixed-precision", action="store_true", help="float16 compute with a float32 output (GPUs; slower on CPUs)")
-    train.add_argument("--seed", type=seed_int, default=defaults.seed, help="fixes the split, shuffling, augmentation and initial weights: the same seed and data give the same run on CPU (default: %(default)s)")
+    train.add_argument("--seed", type=integer, default=defaults.seed, help="fixes the split, shuffling, augmentation and initial weights: the same seed and data give the same run on CPU (default: %(default)s)")
     train.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     train.add_argument("--resume", action="store_true", help="require an unfinished run in --out and continue it (the same command without --resume continues one too, and starts fresh when there is none)")
     train.add_argument("--verbose", type=int, choices=(0, 1, 2), help="0: quiet, 1: progress bars, 2: one line per epoch (default: 1 on a terminal, else 2)")
@@ -222,45 +219,69 @@ def non_negative_float(text):
     return value
 
 
+
+#: TrainConfig fields whose option is not `--` + the field's name.
+_FIELD_OPTIONS = {
+    "learning_rate": "--lr",
+    "fine_tune_learning_rate": "--fine-tune-lr",
+    "augmentation": "--no-augmentation",
+    "feature_cache": "--no-feature-cache",
+}
+
+
+@contextlib.contextmanager
+def _named_options(args):
+    """A `TrainConfig` error names the option the user typed (`--lr`), not the field."""
+    try:
+        yield
+    except ConfigError as error:
+        if error.field is None:
+            raise
+        option = _FIELD_OPTIONS.get(error.field, "--" + error.field.replace("_", "-"))
+        raise ConfigError(f"{option}: {error}", field=error.field) from None
+
+
 def run_train(args):
     from catdog.training.run_folder import MODEL_FILE, SKIPPED_FILE, check_resume_request
     from catdog.training.config import TrainConfig
-    from catdog.training.train import train
 
     check_resume_request(args.out, resume=args.resume, overwrite=args.overwrite)
-    config = TrainConfig(
-        data=args.data,
-        val_data=args.val_data,
-        val_split=args.val_split,
-        out=args.out,
-        image_size=args.image_size,
-        batch_size=args.batch_size,
-        epochs=args.epochs,
-        fine_tune_epochs=args.fine_tune_epochs,
-        fine_tune_at=args.fine_tune_at,
-        backbone=args.backbone,
-        alpha=args.alpha,
-        dropout=args.dropout,
-        learning_rate=args.lr,
-        fine_tune_learning_rate=args.fine_tune_lr,
-        fine_tune_schedule=args.fine_tune_schedule,
-        label_smoothing=args.label_smoothing,
-        weights=args.weights,
-        augmentation=not args.no_augmentation,
-        augment_stage_one=args.augment_stage_one,
-        limit=args.limit,
-        cache=args.cache,
-        feature_cache=not args.no_feature_cache,
-        mixed_precision=args.mixed_precision,
-        seed=args.seed,
-        overwrite=args.overwrite,
-        resume=True,
-        verbose=args.verbose,
-        distribute=args.distribute,
-        coordinator=args.coordinator,
-        num_processes=args.num_processes,
-        process_id=args.process_id,
-    )
+    with _named_options(args):
+        config = TrainConfig(
+            data=args.data,
+            val_data=args.val_data,
+            val_split=args.val_split,
+            out=args.out,
+            image_size=args.image_size,
+            batch_size=args.batch_size,
+            epochs=args.epochs,
+            fine_tune_epochs=args.fine_tune_epochs,
+            fine_tune_at=args.fine_tune_at,
+            backbone=args.backbone,
+            alpha=args.alpha,
+            dropout=args.dropout,
+            learning_rate=args.lr,
+            fine_tune_learning_rate=args.fine_tune_lr,
+            fine_tune_schedule=args.fine_tune_schedule,
+            label_smoothing=args.label_smoothing,
+            weights=args.weights,
+            augmentation=not args.no_augmentation,
+            augment_stage_one=args.augment_stage_one,
+            limit=args.limit,
+            cache=args.cache,
+            feature_cache=not args.no_feature_cache,
+            mixed_precision=args.mixed_precision,
+            seed=args.seed,
+            overwrite=args.overwrite,
+            resume=True,
+            verbose=args.verbose,
+            distribute=args.distribute,
+            coordinator=args.coordinator,
+            num_processes=args.num_processes,
+            process_id=args.process_id,
+        )
+    from catdog.training.train import train  # after the checks: a bad option needs no TensorFlow
+
     result = train(config)
     final = result.final
     if not result.is_chief:

@@ -22,7 +22,15 @@ class ModelFileError(CatdogError):
 
 
 class ConfigError(CatdogError, ValueError):
-    """An argument is out of range or names something that does not exist."""
+    """An argument is out of range or names something that does not exist.
+
+    `field` names the setting at fault (a `TrainConfig` field), so the
+    command line can name its own option for it.
+    """
+
+    def __init__(self, message="", field=None):
+        super().__init__(message)
+        self.field = field
 
 
 class OptionalDependencyError(CatdogError):

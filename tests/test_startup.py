@@ -43,8 +43,7 @@ for argv in (["--help"], ["train", "--help"], ["predict", "--help"], ["evaluate"
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
-            catdog.cli.main(argv)
-            code = 0
+            code = catdog.cli.main(argv) or 0  # a bad value: TrainConfig's error, returned as 2
         except SystemExit as exit:
             code = exit.code
     results.append([argv, code, out.getvalue(), err.getvalue()])

@@ -142,42 +142,51 @@ class TrainConfig:
     process_id: int | None = None
 
     def __post_init__(self):
-        positive = ("image_size", "batch_size")
-        for name in positive:
+        """Every run setting is checked here, once: the library, `--config` files
+        and the command line all build a `TrainConfig` (the command line's own
+        parsers only turn text into numbers)."""
+        for name in ("image_size", "batch_size"):
             if int(getattr(self, name)) < 1:
-                raise ConfigError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+                raise ConfigError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}", field=name)
         for name in ("epochs", "fine_tune_epochs"):
             if int(getattr(self, name)) < 0:
-                raise ConfigError(f"{name.replace('_', '-')} must be 0 or more, got {getattr(self, name)}")
+                raise ConfigError(f"{name.replace('_', '-')} must be 0 or more, got {getattr(self, name)}", field=name)
         if self.epochs + self.fine_tune_epochs < 1:
             raise ConfigError("nothing to train: epochs and fine-tune-epochs are both 0")
         if self.image_size < 32:
-            raise ConfigError(f"image-size must be at least 32 (MobileNetV2), got {self.image_size}")
+            raise ConfigError(f"image-size must be at least 32 (MobileNetV2), got {self.image_size}", field="image_size")
+        if not 0.0 <= float(self.val_split) <= 1.0:
+            raise ConfigError(f"val-split must be between 0 and 1, got {self.val_split}", field="val_split")
         for name in ("learning_rate", "fine_tune_learning_rate"):
             if not 0 < float(getattr(self, name)) < float("inf"):
-                raise ConfigError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+                raise ConfigError(f"{name.replace('_', '-')} must be a positive number, got {getattr(self, name)}", field=name)
         if self.limit is not None and self.limit < 1:
-            raise ConfigError(f"limit must be at least 1, got {self.limit}")
+            raise ConfigError(f"limit must be at least 1, got {self.limit}", field="limit")
         if self.cache not in ("auto", "memory", "none") and not str(self.cache).strip():
-            raise ConfigError("cache must be auto, memory, none or a file path prefix")
+            raise ConfigError("cache must be auto, memory, none or a file path prefix", field="cache")
         if not 0 <= int(self.seed) < 2**32:
-            raise ConfigError(f"seed must be an integer from 0 to 2**32 - 1, got {self.seed}")
+            raise ConfigError(f"seed must be an integer from 0 to 2**32 - 1, got {self.seed}", field="seed")
         if self.verbose not in (0, 1, 2):
-            raise ConfigError(f"verbose must be 0, 1 or 2, got {self.verbose!r}")
+            raise ConfigError(f"verbose must be 0, 1 or 2, got {self.verbose!r}", field="verbose")
         if self.fine_tune_schedule not in FINE_TUNE_SCHEDULES:
             raise ConfigError(
-                f"fine-tune-schedule must be one of {', '.join(FINE_TUNE_SCHEDULES)}, got {self.fine_tune_schedule!r}"
+                f"fine-tune-schedule must be one of {', '.join(FINE_TUNE_SCHEDULES)}, got {self.fine_tune_schedule!r}",
+                field="fine_tune_schedule",
             )
         if not 0.0 <= float(self.label_smoothing) < 1.0:
-            raise ConfigError(f"label-smoothing must be in [0, 1), got {self.label_smoothing}")
+            raise ConfigError(f"label-smoothing must be in [0, 1), got {self.label_smoothing}", field="label_smoothing")
         if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}", field="dropout")
         backbone = canonical_backbone_name(self.backbone)
         if backbone is None:
-            raise ConfigError(f"unknown backbone {self.backbone!r}: choose one of {', '.join(BACKBONE_NAMES)}")
+            raise ConfigError(
+                f"unknown backbone {self.backbone!r}: choose one of {', '.join(BACKBONE_NAMES)}", field="backbone"
+            )
         self.backbone = backbone
         if str(self.distribute).lower() not in DISTRIBUTE_CHOICES:
-            raise ConfigError(f"distribute must be one of {', '.join(DISTRIBUTE_CHOICES)}, got {self.distribute!r}")
+            raise ConfigError(
+                f"distribute must be one of {', '.join(DISTRIBUTE_CHOICES)}, got {self.distribute!r}", field="distribute"
+            )
 
     @property
     def total_epochs(self):
