@@ -322,7 +322,11 @@ def main(argv=None):
     args.json = args.json or (scratch / "recipes.json" if args.quick else JSON_FILE)
     args.out = args.out or (scratch / "recipes.md" if args.quick else MD_FILE)
     work = args.work or (scratch / "work" if args.quick else DEFAULT_WORK)
-    command = "python benchmarks/recipes.py" + (" --quick" if args.quick else "")
+    command = (
+        "python benchmarks/recipes.py"
+        + (" --quick" if args.quick else "")
+        + (f" --shift-limit {args.shift_limit}" if args.shift_limit != DEFAULT_SHIFT_LIMIT else "")
+    )
 
     if common.have_shared() and not args.quick:
         os.environ.setdefault("KERAS_HOME", str(common.KERAS_CACHE))
