@@ -192,3 +192,11 @@ def test_the_public_api_resolves():
 
     for name in catdog.__all__:
         assert getattr(catdog, name) is not None, name
+
+
+def test_the_data_layers_signatures_of_old_run_folders_are_run_folder_names():
+    """`data.folders` cannot import the training wing, so it spells a few run-folder names itself."""
+    from catdog.data.folders import _OUTPUT_SIGNATURES
+    from catdog.training.run_folder import RUN_FILES
+
+    assert set().union(*_OUTPUT_SIGNATURES) <= RUN_FILES
