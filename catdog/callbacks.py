@@ -11,6 +11,7 @@ from catdog.finetune import (  # noqa: F401  (re-exported: their home before cat
     replace_optimizer,
     strategy_scope,
 )
+from catdog.errors import ConfigError
 from catdog.model import FINE_TUNE, HEAD_ONLY
 
 
@@ -83,7 +84,7 @@ class FineTuneSwitch(BaseFineTuning):
     ):
         super().__init__(backbone=backbone, verbose=verbose)
         if int(switch_epoch) < 0:
-            raise ValueError(f"switch_epoch must be >= 0, got {switch_epoch}")
+            raise ConfigError(f"switch_epoch must be >= 0, got {switch_epoch}", field="switch_epoch")
         self.switch_epoch = int(switch_epoch)
         self.fine_tune_at = fine_tune_at
         self.learning_rate = learning_rate

@@ -147,3 +147,9 @@ def test_augmentation_starts_exactly_at_the_switch_inside_one_fit(monkeypatch):
     model.fit(x, y, epochs=4, batch_size=4, callbacks=[switch, counts], verbose=0)
     assert counts.counts[0] == counts.counts[1] == 0
     assert counts.counts[2] > 0
+
+
+def test_a_negative_switch_epoch_is_a_config_error_naming_the_field():
+    with pytest.raises(catdog.ConfigError, match="switch_epoch must be >= 0, got -1") as raised:
+        catdog.FineTuneSwitch(switch_epoch=-1)
+    assert raised.value.field == "switch_epoch"

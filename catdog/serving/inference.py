@@ -66,7 +66,8 @@ class Predictor:
     milliseconds, more than one image's network on a CPU); a compiled function of the forward pass
     costs only the network, which is what single-image serving needs.
     `catdog predict` runs its model through one. Call it on a batch of raw
-    0..255 images, shape `(n, height, width, 3)`: it returns a numpy array,
+    0..255 images, shape `(n, height, width, 3)` (one image of shape
+    `(height, width, 3)` is a batch of one): it returns a numpy array,
     `(n,)` P(second class) (P(dog)) for a one-unit model, `(n, N)`
     probabilities for N classes. The first call traces the function
     (seconds), and so may a call with a batch shape not seen before.
@@ -95,6 +96,9 @@ class Predictor:
     ((3,), 'float32')
     >>> bool(np.allclose(p_dog, np.asarray(model(photos)).ravel(), atol=1e-6))  # the same numbers
     True
+    >>> one = predictor(photos[0])  # one image after a batch: a batch of one
+    >>> one.shape, bool(np.allclose(one, p_dog[:1], atol=1e-6))
+    ((1,), True)
     >>> try:
     ...     catdog.Predictor(model, engine="onnx")
     ... except catdog.ConfigError as error:
@@ -131,7 +135,13 @@ class Predictor:
             self._forward = lambda images: model(images, training=False)
 
     def __call__(self, images):
-        """(n,) P(second class) for a one-unit model, (n, N) probabilities for more."""
+        """(n,) P(second class) for a one-unit model, (n, N) probabilities for more.
+
+        One image `(height, width, 3)` is a batch of one, so the compiled
+        function only ever sees rank-4 input (a rank-3 call after a batch
+        would otherwise retrace it with an unknown rank, which fails)."""
+        if np.ndim(images) == 3:
+            images = np.asarray(images)[None]
         outputs = np.asarray(keras.ops.convert_to_numpy(self._forward(images)))
         return outputs.reshape(-1) if outputs.shape[-1] == 1 else outputs
 
