@@ -77,3 +77,17 @@ def test_tables_give_mean_worst_seed_spread_and_the_verdict_against_the_tutorial
     assert "shift mean mean: 94.83% vs 94.63% (met)" in text and "fit time ratio 0.14 (<= 0.3: met)" in text
     assert "| default | 1 | 98.50% | 94.00% | gaussian_noise-s2 89.00% | 160 | 170 |" in text
     assert "| candidate | clean | gaussian noise | mirror | mean |" in text
+
+
+def test_a_tie_is_at_least_as_accurate():
+    import recipes
+
+    # 99.0, 99.1, 99.2 against 99.1, 98.9, 99.3: both 99.1% in the mean.
+    runs = [
+        fake_run("default", 0, 0.990, 0.95, 150), fake_run("default", 1, 0.991, 0.95, 150), fake_run("default", 2, 0.992, 0.95, 150),
+        fake_run("tutorial", 0, 0.991, 0.94, 1000), fake_run("tutorial", 1, 0.989, 0.94, 1000), fake_run("tutorial", 2, 0.993, 0.94, 1000),
+    ]
+    results = {"params": {"data": "real", "image_size": 224, "batch_size": 32}, "runs": {f"{r['candidate']}/seed{r['seed']}": r for r in runs}}
+    text, summary = recipes.render(results, "python benchmarks/recipes.py")
+    assert "validation mean: 99.10% vs 99.10% (met)" in text
+    assert "validation worst: 99.00% vs 98.90% (met)" in text
