@@ -162,6 +162,8 @@ def run_one(name, seed, p, data, work, results, args):
     robustness = evaluate_shifts(
         model, str(data["validation"]), seed=args.suite_seed, limit=args.shift_limit or None, tta=tta
     ).to_dict()
+    # The results file is committed: name the photos relative to the project, not by this machine's path.
+    robustness["source"] = os.path.relpath(robustness["source"], HERE.parent)
     val_accuracy = robustness["clean_accuracy"]
     if robustness["n_images"] < robustness["n_available"]:  # the suite ran on a sample
         import catdog
