@@ -27,6 +27,7 @@ _EXPORTS = {
     "freeze": "catdog.finetune",
     "unfreeze_from": "catdog.finetune",
     "CatDogClassifier": "catdog.model",
+    "claim_folder": "catdog.ownership",
     "CatdogError": "catdog.errors",
     "ConfigError": "catdog.errors",
     "DataError": "catdog.errors",

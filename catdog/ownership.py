@@ -64,14 +64,41 @@ def is_catdog_folder(folder):
 
 
 def claim_folder(folder, kind, option="--out"):
-    """Make `folder` a catdog folder of `kind`, or refuse it.
+    """Make `folder` an output folder of catdog's, or refuse it.
 
-    A missing or empty folder is created and marked; a marked one is used as
-    it is; anything else is the user's and refused.
+    What catdog's own commands do before writing anything, for scripts that
+    write their outputs beside catdog's: a missing or empty folder is
+    created and marked (`.catdog`); a marked one is used as it is; anything
+    else is the user's and refused, so a script never overwrites a
+    `model.keras` it did not write.
+
+    Args:
+        folder: The output folder.
+        kind: What the folder holds, written in its marker ("run",
+            "evaluation", "export", "explanations", or a script's own word).
+        option: The option that named the folder, for the error message
+            (default "--out").
+
+    Returns:
+        `folder`.
 
     Raises:
         ConfigError: `folder` is a file, or a folder holding what catdog did not write.
         OutputError: `folder` cannot be created or marked.
+
+    Example:
+
+    >>> import os, catdog
+    >>> catdog.claim_folder("runs/recipe", "recipe")
+    'runs/recipe'
+    >>> catdog.claim_folder("runs/recipe", "recipe")  # marked: used again
+    'runs/recipe'
+    >>> os.makedirs("mine")
+    >>> open("mine/model.keras", "w").close()
+    >>> catdog.claim_folder("mine", "recipe")
+    Traceback (most recent call last):
+    ...
+    catdog.errors.ConfigError: --out mine is not a folder catdog made (no .catdog marker) and holds 1 entries, e.g. model.keras: catdog never writes into or deletes from such a folder; choose a new or empty one
     """
     folder = os.fspath(folder)
     if os.path.exists(folder) and not os.path.isdir(folder):

@@ -8,30 +8,49 @@ layer 100 and fine-tunes at 1e-5, all in one fit(). Run:
     python recipes/cats_vs_dogs.py --out runs/recipe
 
 Offline? Add --data path/to/folder (cat(s)/ and dog(s)/ sub-folders).
+--out must be new, empty or a folder catdog made: the recipe never
+overwrites a model.keras it did not write.
 """
 
 import argparse
 import os
 
-import keras
+import catdog  # before Keras: it quiets TensorFlow's start-up logs
+from catdog import claim_folder, load_splits, plot_training_curves, save_model
 
-import catdog
-from catdog import load_splits, plot_training_curves, save_model
+import keras  # noqa: E402
 
 
-def main():
+def positive(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="tfds:cats_vs_dogs")
     parser.add_argument("--out", default="runs/recipe")
-    parser.add_argument("--epochs", type=int, default=3, help="stage-1 epochs")
-    parser.add_argument("--fine-tune-epochs", type=int, default=3, help="stage-2 epochs")
-    args = parser.parse_args()
+    parser.add_argument("--weights", default="imagenet", help="imagenet, none or a weights file")
+    parser.add_argument("--image-size", type=positive, default=224)
+    parser.add_argument("--epochs", type=positive, default=3, help="stage-1 epochs")
+    parser.add_argument("--fine-tune-epochs", type=positive, default=3, help="stage-2 epochs")
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except catdog.CatdogError as error:  # offline, bad data, an --out that is not catdog's: one line
+        raise SystemExit(f"cats_vs_dogs: {error}")
 
+
+def run(args):
+    claim_folder(args.out, "recipe")  # before the work, not after it
     keras.utils.set_random_seed(0)
-    data = load_splits(args.data, image_size=224, batch_size=32, seed=0)
+    data = load_splits(args.data, image_size=args.image_size, batch_size=32, seed=0)
     print("data:", data.counts)
 
-    model = catdog.CatDogClassifier(image_size=224, weights="imagenet", fine_tune_at=100)
+    weights = None if args.weights == "none" else args.weights
+    model = catdog.CatDogClassifier(image_size=args.image_size, weights=weights, fine_tune_at=100)
     model.compile(
         optimizer=keras.optimizers.Adam(1e-3),
         loss=keras.losses.BinaryCrossentropy(),
@@ -45,7 +64,6 @@ def main():
         callbacks=[switch],
     )
 
-    os.makedirs(args.out, exist_ok=True)
     save_model(model, os.path.join(args.out, "model.keras"))
     epochs = [
         {"epoch": i, **{key: values[i] for key, values in history.history.items()}}
@@ -55,6 +73,7 @@ def main():
     print(f"val_accuracy after stage 1: {history.history['val_accuracy'][args.epochs - 1]:.4f}")
     print(f"val_accuracy after stage 2: {history.history['val_accuracy'][-1]:.4f}")
     print("saved", os.path.join(args.out, "model.keras"))
+    return history
 
 
 if __name__ == "__main__":

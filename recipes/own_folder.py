@@ -13,22 +13,24 @@ import argparse
 import catdog
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", help="folder with cat(s)/ and dog(s)/ sub-folders")
     parser.add_argument("--val-data", help="separate validation folder")
     parser.add_argument("--out", default="runs/own-folder")
-    parser.add_argument("--weights", default="imagenet", help="imagenet or a weights file")
+    parser.add_argument("--weights", default="imagenet", help="imagenet, none or a weights file")
+    parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--fine-tune-epochs", type=int, default=3)
     parser.add_argument("--limit", type=int, help="use at most N training images")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     config = catdog.TrainConfig(
         data=args.data,
         val_data=args.val_data,
         out=args.out,
-        weights=args.weights,
+        weights=None if args.weights == "none" else args.weights,
+        image_size=args.image_size,
         epochs=args.epochs,
         fine_tune_epochs=args.fine_tune_epochs,
         limit=args.limit,
@@ -38,6 +40,7 @@ def main():
     except catdog.CatdogError as error:
         raise SystemExit(f"own_folder: {error}")
     print(f"validation accuracy {result.final['val_accuracy']:.4f}; artifacts in {result.run_dir}")
+    return result
 
 
 if __name__ == "__main__":
