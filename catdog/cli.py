@@ -446,6 +446,7 @@ def default_verbosity(stream):
 
 def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from catdog._startup_banner import import_tensorflow_quietly
     from catdog.errors import CatdogError, first_line
 
     try:
@@ -454,6 +455,7 @@ def main(argv=None):
         print(f"catdog: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     try:
+        import_tensorflow_quietly()  # every command uses it; its C++ banner is noise (catdog._startup_banner)
         return COMMANDS[args.command](args)
     except CatdogError as error:
         print(f"catdog: error: {error}", file=sys.stderr)

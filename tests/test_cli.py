@@ -40,8 +40,8 @@ def catdog(*args, timeout=600, real=False):
 
 def assert_one_line_error(result, *fragments):
     assert result.returncode == 2, result.stderr
-    lines = [l for l in result.stderr.splitlines() if l.startswith("catdog")]
-    assert len(lines) == 1, result.stderr
+    lines = result.stderr.strip().splitlines()  # the whole stderr: no TensorFlow banner either
+    assert len(lines) == 1 and lines[0].startswith("catdog"), result.stderr
     assert "Traceback" not in result.stderr
     for fragment in fragments:
         assert fragment in lines[0]
@@ -187,3 +187,15 @@ def test_console_script_is_installed():
     script = os.path.join(os.path.dirname(sys.executable), "catdog")
     result = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "train" in result.stdout and "predict" in result.stdout
+
+
+def test_only_tensorflows_start_up_banner_is_filtered_from_stderr():
+    from catdog._startup_banner import without_banner
+
+    text = (
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+        "I0000 00:00:1796192871.613042    7044 port.cc:153] oneDNN custom operations are on. You may see\n"
+        "E0000 something TensorFlow really wants to say\n"
+        "W0000 cuda.cc:1] no GPU\n"
+    )
+    assert without_banner(text) == "E0000 something TensorFlow really wants to say\nW0000 cuda.cc:1] no GPU\n"
