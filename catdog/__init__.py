@@ -41,6 +41,7 @@ _EXPORTS = {
     "OutputError": "catdog.errors",
     "ExportError": "catdog.errors",
     "TrainingDiverged": "catdog.errors",
+    "SparseCategoricalCrossentropyWithSmoothing": "catdog.losses",
     "StageOneFeatureCache": "catdog.training.feature_cache",
     "TrainConfig": "catdog.training.config",
     "TrainResult": "catdog.training.train",

@@ -25,7 +25,7 @@ import threading
 import warnings
 
 #: The modules whose import registers catdog's Keras classes, leaves first.
-REGISTERING_MODULES = ("catdog.layers", "catdog.model")
+REGISTERING_MODULES = ("catdog.layers", "catdog.losses", "catdog.model")
 
 
 def install():

@@ -130,7 +130,7 @@ def build_parser():
     train.add_argument("--lr", type=number, default=defaults.learning_rate, help="stage-1 learning rate (default: %(default)s)")
     train.add_argument("--fine-tune-lr", type=number, default=defaults.fine_tune_learning_rate, help="stage-2 learning rate (default: %(default)s)")
     train.add_argument("--fine-tune-schedule", choices=("constant", "cosine"), default=defaults.fine_tune_schedule, help="stage-2 learning rate: constant, or a cosine decay to 0 over stage 2 (default: %(default)s)")
-    train.add_argument("--label-smoothing", type=number, default=defaults.label_smoothing, help="pull the loss' targets towards 0.5 by this much, e.g. 0.1 (default: %(default)s)")
+    train.add_argument("--label-smoothing", type=number, default=defaults.label_smoothing, help="spread this share of each target evenly over the classes (two: 0 and 1 pulled towards 0.5), e.g. 0.1 (default: %(default)s)")
     train.add_argument("--weights", type=weights_choice, default="imagenet", help="imagenet, none, or a backbone weights file (default: imagenet)")
     train.add_argument("--no-augmentation", action="store_true", help="train without flip/rotation/zoom")
     train.add_argument("--augment-stage-one", action="store_true", help="augment while only the head trains too (default: only while fine-tuning, which measured better)")

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import ROOT
 
-CORE = ("catdog", "catdog.layers", "catdog.model", "catdog.callbacks", "catdog.finetune", "catdog.backbones")
+CORE = ("catdog", "catdog.layers", "catdog.losses", "catdog.model", "catdog.callbacks", "catdog.finetune", "catdog.backbones")
 
 
 def test_core_imports_no_tensorflow_on_jax():

@@ -106,3 +106,33 @@ def test_colour_augmentation_works_in_the_range_the_backbone_is_fed():
     with pytest.raises(catdog.ConfigError, match="color_jitter and grayscale"):
         catdog.ImageClassifier(class_names=2, image_size=32, alpha=0.35, weights=None, preprocessing="caffe",
                                augmentation={"grayscale": 0.1})
+
+
+def test_label_smoothing_with_three_classes_spreads_the_targets_and_survives_a_reload(tmp_path):
+    """Keras' sparse loss has no smoothing: catdog's own one-hot encodes, and is saved with the model."""
+    model = catdog.ImageClassifier(class_names=["a", "b", "c"], image_size=32, alpha=0.35, weights=None)
+    model = catdog.compile_for_stage_one(model, 1e-3, label_smoothing=0.3)
+    labels, p = np.array([0, 2]), np.array([[0.8, 0.1, 0.1], [0.2, 0.2, 0.6]])
+    targets = np.eye(3)[labels] * 0.7 + 0.1  # 0.3 spread over 3 classes
+    expected = -np.mean(np.sum(targets * np.log(p), axis=1))
+    assert float(model.loss(labels, p)) == pytest.approx(expected, rel=1e-5)
+    assert float(model.loss(labels[:, None], p)) == pytest.approx(expected, rel=1e-5)  # (batch, 1) labels
+
+    images = np.random.default_rng(0).uniform(0, 255, (6, 32, 32, 3)).astype("float32")
+    model.fit(images, np.array([0, 1, 2, 0, 1, 2]), epochs=1, verbose=0)
+    path = tmp_path / "three.keras"
+    catdog.save_model(model, path)
+    reloaded = keras.saving.load_model(path)
+    assert type(reloaded.loss).__name__ == "SparseCategoricalCrossentropyWithSmoothing"
+    assert reloaded.loss.get_config()["label_smoothing"] == pytest.approx(0.3)
+    np.testing.assert_allclose(reloaded.predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-5)
+
+
+def test_the_smoothed_sparse_loss_works_in_a_plain_functional_model_and_refuses_bad_smoothing():
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(inputs))
+    model.compile("adam", loss=catdog.SparseCategoricalCrossentropyWithSmoothing(0.1))
+    history = model.fit(np.eye(4, dtype="float32"), np.array([0, 1, 2, 1]), epochs=2, verbose=0)
+    assert len(history.history["loss"]) == 2 and all(np.isfinite(history.history["loss"]))
+    with pytest.raises(ValueError, match="label_smoothing"):
+        catdog.SparseCategoricalCrossentropyWithSmoothing(1.0)

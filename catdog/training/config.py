@@ -48,8 +48,9 @@ class TrainConfig:
             `1e-5`.
         fine_tune_schedule: `"constant"` keeps the stage-2 rate, `"cosine"`
             decays it to 0 over stage 2. Defaults to `"constant"`.
-        label_smoothing: Targets pulled towards 0.5 by this much (two
-            classes only). Defaults to `0.0`.
+        label_smoothing: Share of each target spread evenly over the
+            classes (two classes: 0 and 1 pulled towards 0.5 by it).
+            Defaults to `0.0`.
         weights: `"imagenet"`, a weights file, or `None` (random). Defaults
             to `"imagenet"`.
         backbone: A name from `BACKBONES`, spelled loosely if you like.

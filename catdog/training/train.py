@@ -12,6 +12,7 @@ import keras
 from catdog import artifacts, ownership
 from catdog.training import distribute
 from catdog.callbacks import FineTuneSwitch
+from catdog.losses import SparseCategoricalCrossentropyWithSmoothing
 from catdog.training.checkpoint import RunCheckpoint, restore_random_state, write_history
 from catdog.training.run_folder import (
     CONFIG_FILE,
@@ -28,7 +29,7 @@ from catdog.training.config import TrainConfig
 from catdog.data.sources import load_splits
 from catdog.training.epoch_log import EpochLogLine
 from catdog.training.feature_cache import StageOneFeatureCache
-from catdog.errors import CatdogError, TrainingDiverged
+from catdog.errors import TrainingDiverged
 from catdog.model import CAT_DOG, CatDogClassifier, ImageClassifier
 from catdog.names import escape
 from catdog.evaluation.figures import plot_training_curves
@@ -83,14 +84,12 @@ def compile_for_stage_one(model, learning_rate, label_smoothing=0.0):
         model: A catdog classifier; a model without `num_classes` is
             compiled as a two-class one.
         learning_rate: Adam's learning rate (catdog's default is `1e-3`).
-        label_smoothing: Pulls the binary targets towards 0.5 by this much;
-            two classes only. Defaults to `0.0`.
+        label_smoothing: Spreads this much of each target evenly over the
+            classes (two classes: pulls 0 and 1 towards 0.5 by it; more:
+            `SparseCategoricalCrossentropyWithSmoothing`). Defaults to `0.0`.
 
     Returns:
         `model`, compiled.
-
-    Raises:
-        CatdogError: label smoothing with more than two classes.
 
     Example:
 
@@ -105,8 +104,9 @@ def compile_for_stage_one(model, learning_rate, label_smoothing=0.0):
         accuracy = keras.metrics.BinaryAccuracy(name="accuracy")
     else:
         if label_smoothing:
-            raise CatdogError("label smoothing is implemented for two classes only")
-        loss = keras.losses.SparseCategoricalCrossentropy()
+            loss = SparseCategoricalCrossentropyWithSmoothing(label_smoothing=float(label_smoothing))
+        else:
+            loss = keras.losses.SparseCategoricalCrossentropy()
         accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss=loss, metrics=[accuracy])
     return model
