@@ -446,8 +446,10 @@ def default_verbosity(stream):
 
 def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from catdog._startup_banner import import_tensorflow_quietly
+    from catdog import _startup_banner
     from catdog.errors import CatdogError, first_line
+
+    _startup_banner.install()  # TensorFlow's C++ banner is noise on a command's stderr
 
     try:
         args = parse_args(argv)
@@ -455,7 +457,6 @@ def main(argv=None):
         print(f"catdog: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        import_tensorflow_quietly()  # every command uses it; its C++ banner is noise (catdog._startup_banner)
         return COMMANDS[args.command](args)
     except CatdogError as error:
         print(f"catdog: error: {error}", file=sys.stderr)

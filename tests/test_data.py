@@ -7,7 +7,7 @@ from catdog.data.folders import list_labelled_files
 from catdog.data.screening import inspect_files
 from catdog.data.pipeline import manifest_dataset
 from catdog.data.sources import load_splits, stratified_split
-from conftest import write_photo_folder
+from conftest import assert_one_line_error, run_cli, write_photo_folder
 
 
 def test_folder_labels_follow_cat_zero_dog_one_in_any_case(tmp_path):
@@ -183,3 +183,20 @@ def test_each_epochs_order_depends_on_the_seed_and_the_epoch_only(tmp_path, cach
     assert epochs(1, 3) == whole[1:] and epochs(2, 3) == whole[2:]
     assert epochs(0, 1, seed=1) != whole[:1]
     assert epochs(3, 3) == []
+
+
+@pytest.mark.parametrize(
+    "options, field", [({"val_split": 0.1}, "val_split"), ({"val_data": "photos/val"}, "val_data")]
+)
+def test_tfds_refuses_a_validation_split_it_would_not_use(options, field, tmp_path, capsys):
+    """TFDS is always 80/20 (evaluate holds the same 20% out): another split is refused, not ignored."""
+    with pytest.raises(catdog.ConfigError, match="always split 80/20") as error:
+        load_splits("tfds:cats_vs_dogs", image_size=32, **options)
+    assert error.value.field == field
+    with pytest.raises(catdog.ConfigError, match="always split 80/20"):
+        catdog.TrainConfig(data="tfds:cats_vs_dogs", **options)
+    catdog.TrainConfig(data="tfds:cats_vs_dogs", val_split=0.2)  # the split it uses: fine
+    option = "--" + field.replace("_", "-")
+    code, _, err = run_cli(capsys, "train", "--out", tmp_path / "r", option, options[field])
+    assert_one_line_error(code, err, option, "always split 80/20")
+    assert not (tmp_path / "r").exists()  # refused before any work

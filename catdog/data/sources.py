@@ -8,6 +8,7 @@ import numpy as np
 from catdog.data.folders import CLASS_NAMES, list_labelled_files
 from catdog.data.screening import inspect_files
 from catdog.data.pipeline import decoded_dataset, manifest_dataset
+from catdog.data.tfds_source import check_tfds_split
 from catdog.errors import ConfigError, DataError
 
 TFDS_PREFIX = "tfds:"
@@ -73,8 +74,8 @@ def load_splits(
     Args:
         data: A folder with a sub-folder per class (`cat(s)/` and `dog(s)/`,
             or one per class name), or `"tfds:cats_vs_dogs"` (TFDS'
-            `cats_vs_dogs`, split 80/20: `val_data` and `val_split` are not
-            used).
+            `cats_vs_dogs`, split 80/20, the split `catdog evaluate` also
+            holds out: another `val_split`, or a `val_data`, is refused).
         val_data: A folder of validation photos with the same class
             sub-folders; then `data` is all training data. Defaults to
             `None`: `val_split` of `data` is held out.
@@ -126,6 +127,7 @@ def load_splits(
     if limit is not None and limit < 1:
         raise ConfigError(f"limit must be at least 1, got {limit}")
     if is_tfds(data):
+        check_tfds_split(data, val_data, val_split)
         return load_tfds_splits(data, image_size, batch_size, limit, seed, cache)
     files = list_labelled_files(data)
     train = inspect_files(files.paths, files.labels, image_size)

@@ -22,7 +22,7 @@ import socket
 import urllib.error
 import urllib.parse
 
-from catdog.errors import CatdogError, DataError, first_line
+from catdog.errors import CatdogError, ConfigError, DataError, first_line
 
 #: Import name -> the package that provides it, where they differ.
 _PACKAGES = {"yaml": "PyYAML", "PIL": "pillow", "google.protobuf": "protobuf", "tree": "dm-tree"}
@@ -33,6 +33,23 @@ _OFFLINE_ADVICE = (
     f"(default {os.path.expanduser('~/tensorflow_datasets')}); offline, train on a folder "
     "instead with --data DIR"
 )
+
+
+def check_tfds_split(data, val_data=None, val_split=0.2):
+    """Refuse a validation split that TFDS `cats_vs_dogs` would silently not use.
+
+    Its split is always 80/20: the validation part is also what `catdog
+    evaluate --data tfds:cats_vs_dogs` holds out, so another split would
+    evaluate a model on photos it trained on. Cheap (no TensorFlow), so
+    `TrainConfig` checks it before any work.
+    """
+    if val_data is not None or abs(float(val_split) - 0.2) > 1e-9:
+        option = "val_data" if val_data is not None else "val_split"
+        raise ConfigError(
+            f"{data} is always split 80/20 (the validation part `catdog evaluate` holds out too), "
+            f"so {option.replace('_', '-')} cannot be used with it; for another split, train on a folder",
+            field=option,
+        )
 
 
 def open_tfds(name, split, **kwargs):

@@ -158,6 +158,10 @@ class TrainConfig:
             raise ConfigError(f"image-size must be at least 32 (MobileNetV2), got {self.image_size}", field="image_size")
         if not 0.0 <= float(self.val_split) <= 1.0:
             raise ConfigError(f"val-split must be between 0 and 1, got {self.val_split}", field="val_split")
+        if str(self.data).startswith("tfds:"):
+            from catdog.data.tfds_source import check_tfds_split
+
+            check_tfds_split(self.data, self.val_data, self.val_split)
         for name in ("learning_rate", "fine_tune_learning_rate"):
             if not 0 < float(getattr(self, name)) < float("inf"):
                 raise ConfigError(f"{name.replace('_', '-')} must be a positive number, got {getattr(self, name)}", field=name)
