@@ -241,8 +241,8 @@ def render(results, command):
         "Fit time: the epochs' wall time, validation included (tutorial and catdog alike). "
         "Spread: best seed minus worst seed. Validation accuracy is always on every validation photo.",
         "",
-        "| candidate | seeds | validation: mean | worst seed | spread | shift mean: mean | worst seed | spread | fit time s | / tutorial |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| candidate | seeds | validation: mean | worst seed | spread | shift mean: mean | worst seed | spread | fit time s | / tutorial | vs default (validation, shift mean) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     tutorial_time = None
     if "tutorial" in by_name:
@@ -254,10 +254,13 @@ def render(results, command):
         shift = summarise([r["shift_mean"] for r in rows])
         fit = statistics.fmean(r["fit_seconds"] for r in rows)
         summary[name] = {"validation": val, "shift_mean": shift, "fit_seconds": fit}
+    for name in names:
+        val, shift, fit = summary[name]["validation"], summary[name]["shift_mean"], summary[name]["fit_seconds"]
         ratio = f"{fit / tutorial_time:.2f}" if tutorial_time else "-"
         lines.append(
-            f"| {name} | {', '.join(str(r['seed']) for r in rows)} | {val['mean']:.2%} | {val['worst']:.2%} | "
-            f"{val['spread']:.2%} | {shift['mean']:.2%} | {shift['worst']:.2%} | {shift['spread']:.2%} | {fit:.0f} | {ratio} |"
+            f"| {name} | {', '.join(str(r['seed']) for r in by_name[name])} | {val['mean']:.2%} | {val['worst']:.2%} | "
+            f"{val['spread']:.2%} | {shift['mean']:.2%} | {shift['worst']:.2%} | {shift['spread']:.2%} | {fit:.0f} | {ratio} | "
+            f"{_against_default(summary, name)} |"
         )
     lines += ["", "What each candidate changes:", ""]
     lines += [f"- `{name}`: {CANDIDATES[name]['about']}." for name in names]
@@ -285,6 +288,17 @@ def render(results, command):
                 + f" | {statistics.fmean(r['shift_mean'] for r in rows):.1%} |"
             )
     return "\n".join(lines) + "\n", summary
+
+
+def _against_default(summary, name):
+    """The 3-seed mean differences from the default, and whether the candidate wins on both."""
+    if name == "default" or "default" not in summary:
+        return "-"
+    ours, base = summary[name], summary["default"]
+    val = ours["validation"]["mean"] - base["validation"]["mean"]
+    shift = ours["shift_mean"]["mean"] - base["shift_mean"]["mean"]
+    wins = val > 1e-9 and shift > 1e-9
+    return f"{val * 100:+.2f}, {shift * 100:+.2f} points" + (": **better on both**" if wins else "")
 
 
 def _verdict(summary, tutorial_time):

@@ -70,7 +70,9 @@ def test_tables_give_mean_worst_seed_spread_and_the_verdict_against_the_tutorial
     text, summary = recipes.render(results, "python benchmarks/recipes.py")
     assert summary["default"]["validation"] == pytest.approx({"mean": 0.9893333, "worst": 0.985, "spread": 0.008, "n": 3})
     assert summary["tutorial"]["fit_seconds"] == pytest.approx(1100)
-    assert "| default | 0, 1, 2 | 98.93% | 98.50% | 0.80% | 94.83% | 94.00% | 1.50% | 150 | 0.14 |" in text
+    assert "| default | 0, 1, 2 | 98.93% | 98.50% | 0.80% | 94.83% | 94.00% | 1.50% | 150 | 0.14 | - |" in text
+    # Against the default: the tutorial is better on validation (+0.13) but not on shifts (-0.20).
+    assert "| 1100 | 1.00 | +0.13, -0.20 points |" in text
     # Mean validation met, worst seed missed (98.5 < 98.9), shift mean met, time met.
     assert "validation mean: 98.93% vs 99.07% (**missed**)" in text
     assert "validation worst: 98.50% vs 98.90% (**missed**)" in text
@@ -91,3 +93,14 @@ def test_a_tie_is_at_least_as_accurate():
     text, summary = recipes.render(results, "python benchmarks/recipes.py")
     assert "validation mean: 99.10% vs 99.10% (met)" in text
     assert "validation worst: 99.00% vs 98.90% (met)" in text
+
+
+def test_a_candidate_better_on_both_is_marked():
+    import recipes
+
+    runs = [fake_run("default", 0, 0.990, 0.950, 150), fake_run("label_smoothing", 0, 0.992, 0.959, 150),
+            fake_run("stage2_6_epochs", 0, 0.993, 0.949, 300)]
+    results = {"params": {"data": "real", "image_size": 224, "batch_size": 32}, "runs": {f"{r['candidate']}/seed{r['seed']}": r for r in runs}}
+    text, _ = recipes.render(results, "python benchmarks/recipes.py")
+    assert "| 150 | - | +0.20, +0.90 points: **better on both** |" in text
+    assert "| 300 | - | +0.30, -0.10 points |" in text
