@@ -35,37 +35,44 @@ def without_banner(text):
 
 
 class _TensorFlowImportHook(importlib.abc.MetaPathFinder):
-    """Finds nothing itself: wraps the loader of the top-level `tensorflow` module, once."""
+    """Finds nothing itself: wraps the loader of the top-level `tensorflow` module.
+
+    It leaves `sys.meta_path` when that module runs, not when it is found:
+    `importlib.util.find_spec("tensorflow")` probes without importing.
+    """
 
     def find_spec(self, name, path=None, target=None):
         if name != "tensorflow":
             return None
-        try:
-            sys.meta_path.remove(self)
-        except ValueError:
-            pass
         spec = None
         for finder in list(sys.meta_path):
-            if hasattr(finder, "find_spec"):
+            if finder is not self and hasattr(finder, "find_spec"):
                 spec = finder.find_spec(name, path, target)
                 if spec is not None:
                     break
         if spec is not None and hasattr(getattr(spec, "loader", None), "exec_module"):
-            spec.loader = _QuietLoader(spec.loader)
+            spec.loader = _QuietLoader(spec.loader, self)
         return spec
+
+    def uninstall(self):
+        try:
+            sys.meta_path.remove(self)
+        except ValueError:
+            pass
 
 
 class _QuietLoader(importlib.abc.Loader):
     """Runs the real loader with file descriptor 2 captured, then replays all but the banner."""
 
-    def __init__(self, loader):
-        self._loader = loader
+    def __init__(self, loader, hook):
+        self._loader, self._hook = loader, hook
 
     def create_module(self, spec):
         return self._loader.create_module(spec)
 
     def exec_module(self, module):
         module.__spec__.loader = module.__loader__ = self._loader  # the real one, for resources and reloads
+        self._hook.uninstall()
         try:
             captured = tempfile.TemporaryFile()
         except OSError:  # nowhere to hold it: keep the banner

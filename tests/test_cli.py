@@ -199,3 +199,22 @@ def test_only_tensorflows_start_up_banner_is_filtered_from_stderr():
         "W0000 cuda.cc:1] no GPU\n"
     )
     assert without_banner(text) == "E0000 something TensorFlow really wants to say\nW0000 cuda.cc:1] no GPU\n"
+
+
+def test_the_banner_filter_waits_for_the_real_import_and_then_leaves():
+    """A probe (`find_spec`) does not use it up; the import itself removes it from sys.meta_path."""
+    code = (
+        "import importlib.util, sys\n"
+        "from catdog import _startup_banner\n"
+        "_startup_banner.install()\n"
+        "hooks = lambda: [f for f in sys.meta_path if type(f).__name__ == '_TensorFlowImportHook']\n"
+        "assert importlib.util.find_spec('tensorflow') is not None and len(hooks()) == 1\n"
+        "import tensorflow\n"
+        "assert hooks() == [] and tensorflow.__spec__.loader.__class__.__name__ != '_QuietLoader'\n"
+        "print(tensorflow.constant(2).numpy() * 21)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "42"
+    assert "oneDNN custom operations" not in result.stderr and "absl::InitializeLog" not in result.stderr
