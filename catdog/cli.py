@@ -300,6 +300,9 @@ def run_train(args):
 
 
 def run_predict(args):
+    from catdog.loading import check_model_file
+
+    check_model_file(args.model)  # before TensorFlow's import: a mistyped path is answered at once
     from catdog.serving.inference import predict_files
     from catdog.loading import load_model
     from catdog.names import escape
@@ -336,6 +339,9 @@ def run_predict(args):
 
 
 def run_evaluate(args):
+    from catdog.loading import check_model_file
+
+    check_model_file(args.model)  # before TensorFlow's import
     from catdog.evaluation.evaluate import evaluate, summary_lines, write_evaluation
     from catdog.loading import load_model
     from catdog.evaluation.files import REPORT_FILE
@@ -379,6 +385,9 @@ def run_evaluate(args):
 
 
 def run_export(args):
+    from catdog.loading import check_model_file
+
+    check_model_file(args.model)  # before TensorFlow's import
     from catdog.serving.export import export_model
 
     result = export_model(

@@ -3,9 +3,19 @@
 import os
 import zipfile
 
-import keras
-
 from catdog.errors import ModelFileError, first_line
+
+
+def check_model_file(path):
+    """Refuse a missing file or one that is no `.keras` archive, without importing Keras.
+
+    The command line calls it first, so a mistyped path is answered at once,
+    not after TensorFlow's import (seconds).
+    """
+    if not os.path.isfile(path):
+        raise ModelFileError(f"model file not found: {path}")
+    if not zipfile.is_zipfile(path):
+        raise ModelFileError(f"{path} is not a .keras model file (not a zip archive)")
 
 
 def load_model(path, compile=True):
@@ -41,12 +51,11 @@ def load_model(path, compile=True):
     ...     print(error)
     model file not found: missing.keras
     """
+    import keras
+
     from catdog.model import ImageClassifier
 
-    if not os.path.isfile(path):
-        raise ModelFileError(f"model file not found: {path}")
-    if not zipfile.is_zipfile(path):
-        raise ModelFileError(f"{path} is not a .keras model file (not a zip archive)")
+    check_model_file(path)
     try:
         model = keras.saving.load_model(path, compile=compile, safe_mode=True)
     except Exception as error:  # Keras raises many types for bad archives

@@ -218,3 +218,23 @@ def test_the_banner_filter_waits_for_the_real_import_and_then_leaves():
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "42"
     assert "oneDNN custom operations" not in result.stderr and "absl::InitializeLog" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["predict", "{tmp}/nope.keras", "x.jpg"], ["evaluate", "{tmp}/fake.keras", "--data", "{tmp}"],
+     ["export", "{tmp}/nope.keras", "--format", "tflite", "--out", "{tmp}/m.tflite"]],
+)
+def test_a_wrong_model_path_is_answered_before_tensorflow_is_imported(tmp_path, args):
+    (tmp_path / "fake.keras").write_text("hello")
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    code = (
+        "import sys\n"
+        "from catdog import cli\n"
+        f"status = cli.main({args!r})\n"
+        "print(status, 'tensorflow' in sys.modules, 'keras' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.split() == ["2", "False", "False"], result.stderr[-2000:]
+    assert result.stderr.startswith("catdog: error: ") and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "m.tflite").exists()
