@@ -87,6 +87,7 @@ def test_cats_vs_dogs_recipe_refuses_a_count_below_one(tmp_path, capsys, argumen
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow  # a thin wrapper of catdog.train, which the default suite covers: `make test-slow`
 def test_own_folder_recipe_trains_a_run_folder(tmp_path):
     photos = write_photo_folder(tmp_path / "photos", per_class=8)
     result = recipe("own_folder").main(
@@ -100,6 +101,7 @@ def test_own_folder_recipe_trains_a_run_folder(tmp_path):
     assert np.asarray(model.predict(raw_photos(2), verbose=0)).shape == (2, 1)
 
 
+@pytest.mark.slow  # a thin wrapper of catdog.train, which the default suite covers: `make test-slow`
 def test_other_backbone_recipe_trains_three_classes(tmp_path):
     photos = write_photo_folder(tmp_path / "photos", per_class=6, names=("beagle", "persian", "pug"))
     result = recipe("other_backbone").main(
