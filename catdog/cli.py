@@ -385,10 +385,7 @@ def run_evaluate(args):
 
 
 def run_export(args):
-    from catdog.loading import check_model_file
-
-    check_model_file(args.model)  # before TensorFlow's import
-    from catdog.serving.export import export_model
+    from catdog.serving.export import export_model  # checks the options, then --out, then the model
 
     result = export_model(
         args.model,
