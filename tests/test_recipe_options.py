@@ -1,5 +1,5 @@
-"""Recipe options the robustness benchmark compares: label smoothing and a
-cosine stage-2 learning rate (off by default, so the default recipe is unchanged)."""
+"""Recipe options the robustness benchmark compares: label smoothing (off by
+default) and a cosine stage-2 learning rate (the default since it won there)."""
 
 import json
 import math
@@ -12,9 +12,11 @@ import catdog
 from conftest import assert_one_line_error, run_cli, tiny_model
 
 
-def test_defaults_leave_the_recipe_as_it_was():
+def test_the_default_recipe_fine_tunes_on_a_cosine_from_2e_5_without_label_smoothing():
+    """The cosine won on validation and on the shift suite (BENCHMARKS.md); constant 1e-5 is one option away."""
     config = catdog.TrainConfig()
-    assert config.label_smoothing == 0.0 and config.fine_tune_schedule == "constant"
+    assert config.fine_tune_schedule == "cosine" and config.fine_tune_learning_rate == 2e-5
+    assert config.label_smoothing == 0.0
     model = catdog.compile_for_stage_one(tiny_model(), 1e-3)
     assert model.loss.get_config()["label_smoothing"] == 0.0
 
@@ -32,7 +34,8 @@ def test_cosine_schedule_decays_the_stage_two_rate_to_zero_inside_fit():
 
     from catdog.training.train import _fine_tune_optimizer
 
-    config = catdog.TrainConfig(batch_size=4, epochs=1, fine_tune_epochs=2, fine_tune_learning_rate=1e-4)
+    config = catdog.TrainConfig(batch_size=4, epochs=1, fine_tune_epochs=2, fine_tune_learning_rate=1e-4,
+                                fine_tune_schedule="constant")
     splits = SimpleNamespace(steps_per_epoch=2, counts={"train": 8})
     assert _fine_tune_optimizer(config, splits) is None  # constant: FineTuneSwitch's own Adam
     config.fine_tune_schedule = "cosine"

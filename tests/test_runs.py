@@ -189,6 +189,7 @@ def test_a_run_killed_in_each_stage_resumes_where_it_was(reference, interrupted)
     assert second["state"]["stage"] == 2 and second["state"]["completed_epochs"] == 2
     model = second["model"]
     assert model.stage == 2 and len(model.trainable_variables) == len(reference.model.trainable_variables) > 2
+    # The default cosine from 2e-5, half way through stage 2 (1 of 2 epochs): 2e-5 * (1 + cos(pi/2)) / 2.
     assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(1e-5)
     assert int(model.optimizer.iterations.numpy()) == steps  # the stage-2 optimizer's first epoch
     assert second["history"][:1] == first["history"]  # epoch 0 was not trained again
