@@ -49,9 +49,9 @@ class TrainConfig:
             cosine schedule, where it starts). Defaults to `2e-5`.
         fine_tune_schedule: `"cosine"` decays the stage-2 rate to 0 over
             stage 2, `"constant"` keeps it. Defaults to `"cosine"`: from
-            2e-5, the mean rate of a constant 1e-5, and better than it on
-            validation and on the shift suite (BENCHMARKS.md, "Recipes over
-            seeds"); `constant` at `1e-5` is the recipe before 2026-12-02.
+            2e-5, the mean rate of a constant 1e-5: better than it on
+            validation, level on the shift suite (BENCHMARKS.md, "Recipes
+            over seeds"); `constant` at `1e-5` is the recipe before 2026-12-02.
         label_smoothing: Share of each target spread evenly over the
             classes (two classes: 0 and 1 pulled towards 0.5 by it).
             Defaults to `0.0`.
