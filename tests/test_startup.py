@@ -66,7 +66,7 @@ print(json.dumps({{"results": results, "heavy": heavy, "loaded": loaded}}))
     train_help = next(out for argv, _, out, _ in report["results"] if argv == ["train", "--help"])
     for option in ("--config", "--verbose", "--quiet", "--fine-tune-at", "--distribute"):
         assert option in train_help
-    assert "100 for MobileNetV2" in train_help and "(default: 1e-05)" in train_help  # from catdog.defaults
+    assert "100 for MobileNetV2" in train_help and "(default: 2e-05)" in train_help  # from catdog.defaults
 
 
 def test_import_catdog_alone_imports_no_keras_but_lists_the_public_api():

@@ -20,7 +20,7 @@ class EpochLogLine(keras.callbacks.Callback):
     CI, a job scheduler or `> train.log` that is one line of about 100 KB per
     epoch. `fit(verbose=0)` with this callback writes instead, flushed at once:
 
-        catdog: epoch 4/6 (stage 2, lr 1e-05): loss 0.0712, accuracy 0.9750,
+        catdog: epoch 4/6 (stage 2, lr 1.5e-05): loss 0.0712, accuracy 0.9750,
         val_loss 0.0534, val_accuracy 0.9890; 24.1 s
 
     (on one line). `catdog train --verbose 2` uses it, and so does a run
