@@ -17,6 +17,8 @@ import os
 import sys
 import tempfile
 
+from catdog._keras_registration import _find_with_others
+
 #: Lines of the banner (each a substring of one line).
 BANNER = (
     "All log messages before absl::InitializeLog() is called are written to STDERR",
@@ -44,12 +46,7 @@ class _TensorFlowImportHook(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name != "tensorflow":
             return None
-        spec = None
-        for finder in list(sys.meta_path):
-            if finder is not self and hasattr(finder, "find_spec"):
-                spec = finder.find_spec(name, path, target)
-                if spec is not None:
-                    break
+        spec = _find_with_others(self, name, path, target)
         if spec is not None and hasattr(getattr(spec, "loader", None), "exec_module"):
             spec.loader = _QuietLoader(spec.loader, self)
         return spec

@@ -16,7 +16,7 @@ overwrites a model.keras it did not write.
 import argparse
 import os
 
-import catdog  # before Keras: it quiets TensorFlow's start-up logs
+import catdog  # before Keras: it sets TF_CPP_MIN_LOG_LEVEL (oneDNN's banner still shows)
 from catdog import claim_folder, load_splits, plot_training_curves, save_model
 
 import keras  # noqa: E402
