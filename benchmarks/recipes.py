@@ -61,6 +61,7 @@ CANDIDATES = {
     "label_smoothing": {"config": {**FORMER, "label_smoothing": 0.1}, "about": "label smoothing 0.1 (`--label-smoothing 0.1`), constant stage-2 rate"},
     "stage2_6_epochs": {"config": {**FORMER, "fine_tune_epochs": 6}, "about": "6 fine-tuning epochs instead of 3 (`--fine-tune-epochs 6`), constant stage-2 rate"},
     "colour_augmentation": {"config": {**FORMER, "augmentation": {"color_jitter": 0.2, "grayscale": 0.1}}, "about": "flip, rotation and zoom plus Keras core's RandomColorJitter (strength 0.2) and RandomGrayscale (p 0.1) while fine-tuning (`TrainConfig(augmentation={\"color_jitter\": 0.2, \"grayscale\": 0.1})`), constant stage-2 rate"},
+    "cosine_colour": {"config": {"augmentation": {"color_jitter": 0.2, "grayscale": 0.1}}, "about": "the default's cosine stage 2 with `colour_augmentation`'s RandomColorJitter (0.2) and RandomGrayscale (0.1) while fine-tuning: the two winners together"},
     "mirror_tta": {"model_of": "constant_stage2", "tta": True, "about": "the former default's models (`constant_stage2`), each prediction averaged with the mirror image's (`evaluate --tta`)"},
     "tutorial": {"tutorial": True, "about": "the TensorFlow transfer-learning tutorial: its pipeline and model, Adam 1e-4 for 10 epochs, then RMSprop 1e-5 from layer 100 for 10"},
 }
