@@ -51,3 +51,24 @@ def test_two_stage_model_trained_under_jax_is_left_for_tensorflow():
     images = rng.integers(0, 256, (4, 45, 37, 3)).astype("uint8")
     p = keras.ops.convert_to_numpy(model(images))
     np.savez(CROSS / "jax.npz", images=images, p_dog=p, iterations=2)
+
+
+def test_colour_augmentation_trains_in_the_compiled_jax_step():
+    # RandomColorJitter and RandomGrayscale must not veto jit_compile="auto" or
+    # fail to trace in JAX's compiled train step (a candidate for the default).
+    keras.utils.set_random_seed(4)
+    model = tiny_model(augmentation={"color_jitter": 0.2, "grayscale": 0.1})
+    assert [type(step).__name__ for step in model.augmenter.colour_steps] == ["RandomColorJitter", "RandomGrayscale"]
+    catdog.compile_for_stage_one(model, 1e-3)
+    assert model.jit_compile is True
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 256, (8, 32, 32, 3)).astype("uint8")
+    y = rng.integers(0, 2, (8, 1)).astype("float32")
+    history = model.fit(x, y, epochs=2, batch_size=4, verbose=0, callbacks=[catdog.FineTuneSwitch(1, learning_rate=3e-5, verbose=0)])
+    assert model.stage == 2 and int(model.optimizer.iterations.numpy()) == 2
+    assert np.isfinite(history.history["loss"]).all()
+    assert all(np.isfinite(keras.ops.convert_to_numpy(w)).all() for w in model.weights)
+    grey = catdog.ImageAugmentation(flip=None, rotation=0, zoom=0, grayscale=1.0, value_range=(-1, 1), seed=1)
+    out = keras.ops.convert_to_numpy(grey(rng.uniform(-1, 1, (2, 8, 8, 3)).astype("float32"), training=True))
+    np.testing.assert_allclose(out[..., 0], out[..., 1], atol=1e-6)
+    np.testing.assert_allclose(out[..., 1], out[..., 2], atol=1e-6)
