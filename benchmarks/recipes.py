@@ -186,6 +186,8 @@ def run_one(name, seed, p, data, work, results, args):
         "robustness": robustness,
         "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
         "load_average": _load_average(),
+        # Sessions land on different machines: fit times compare only within one CPU.
+        "cpu": common.machine()["cpu"],
     }
 
 
@@ -244,7 +246,8 @@ def render(results, command):
         + (f", on a seeded sample of {suite['n_images']} of the {suite['n_available']} photos" if suite.get("n_available", 0) > suite.get("n_images", 0) else "")
         + "). "
         "Fit time: the epochs' wall time, validation included (tutorial and catdog alike). "
-        "Spread: best seed minus worst seed. Validation accuracy is always on every validation photo.",
+        "Spread: best seed minus worst seed. Validation accuracy is always on every validation photo."
+        + _cpu_caveat(runs),
         "",
         "| candidate | seeds | validation: mean | worst seed | spread | shift mean: mean | worst seed | spread | fit time s | / tutorial | vs default (validation, shift mean) |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -270,14 +273,14 @@ def render(results, command):
     lines += ["", "What each candidate changes:", ""]
     lines += [f"- `{name}`: {CANDIDATES[name]['about']}." for name in names]
     lines += ["", *_verdict(summary, tutorial_time), "", "### Per seed", "",
-              "| candidate | seed | validation | shift mean | worst shift | fit time s | whole run s |",
-              "|---|---|---|---|---|---|---|"]
+              "| candidate | seed | validation | shift mean | worst shift | fit time s | whole run s | CPU |",
+              "|---|---|---|---|---|---|---|---|"]
     for name in names:
         for r in by_name[name]:
             worst = r["robustness"]["worst"]
             lines.append(
                 f"| {name} | {r['seed']} | {r['val_accuracy']:.2%} | {r['shift_mean']:.2%} | "
-                f"{worst['shift']} {worst['accuracy']:.2%} | {r['fit_seconds']:.0f} | {r['wall_seconds']:.0f} |"
+                f"{worst['shift']} {worst['accuracy']:.2%} | {r['fit_seconds']:.0f} | {r['wall_seconds']:.0f} | {r.get('cpu') or 'not recorded'} |"
             )
     families = list(suite.get("families", {}))
     if families:
@@ -293,6 +296,22 @@ def render(results, command):
                 + f" | {statistics.fmean(r['shift_mean'] for r in rows):.1%} |"
             )
     return "\n".join(lines) + "\n", summary
+
+
+def _cpu_caveat(runs):
+    """A warning when the fit times come from more than one machine (or from unrecorded ones)."""
+    cpus = {r.get("cpu") for r in runs}
+    if len(cpus) <= 1 and None not in cpus:
+        return ""
+    named = sorted(c for c in cpus if c)
+    return (
+        " **The fit times come from more than one machine** ("
+        + (", ".join(named) if named else "")
+        + ("; " if named and None in cpus else "")
+        + ("runs before 2026-12-02 12:00 did not record theirs" if None in cpus else "")
+        + "; the per-seed table names each run's): compare them, and the ratios to the tutorial, "
+        "only between runs of one CPU."
+    )
 
 
 def _against_default(summary, name):

@@ -106,3 +106,18 @@ def test_a_candidate_better_on_both_is_marked():
     text, _ = recipes.render(results, "python benchmarks/recipes.py")
     assert "| 150 | - | +0.20, +0.90 points: **better on both** |" in text
     assert "| 300 | - | +0.30, -0.10 points |" in text
+
+
+def test_fit_times_from_more_than_one_machine_are_flagged():
+    import recipes
+
+    def table(cpus):
+        runs = [{**fake_run("default", seed, 0.99, 0.95, 150), "cpu": cpu} for seed, cpu in enumerate(cpus)]
+        results = {"params": {"data": "real", "image_size": 224, "batch_size": 32}, "runs": {f"default/seed{r['seed']}": r for r in runs}}
+        return recipes.render(results, "python benchmarks/recipes.py")[0]
+
+    assert "more than one machine" not in table(["AMD EPYC", "AMD EPYC"])
+    mixed = table(["AMD EPYC", "Intel Xeon"])
+    assert "**The fit times come from more than one machine** (AMD EPYC, Intel Xeon;" in mixed
+    assert "| default | 1 | 99.00% | 95.00% | gaussian_noise-s2 90.00% | 150 | 160 | Intel Xeon |" in mixed
+    assert "did not record theirs" in table(["AMD EPYC", None])
