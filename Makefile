@@ -34,7 +34,7 @@ train: $(BIN)/catdog
 # marked `slow` (benchmark scripts, JAX and multi-process runs, big backbones,
 # killed and resumed runs) are `make test-slow`; CI runs both (`make test-all`).
 TEST_WORKERS ?= 2
-PYTEST = $(BIN)/python -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
+PYTEST = $(BIN)/python -m pytest -q --durations=15 $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 test: $(BIN)/catdog
 	$(PYTEST) -m "not slow"
 

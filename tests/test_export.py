@@ -58,6 +58,8 @@ def load_photos(folder):
 def fit_head(model, images, labels, median_logit=2.0):
     """Logistic regression on the (frozen) backbone's pooled features, tempered."""
     features = keras.ops.convert_to_numpy(model.pool(model.backbone(model.preprocessor(images), training=False)))
+    # The head's start must not hang on how many random draws building the model took.
+    keras.utils.set_random_seed(1)
     head = keras.Sequential([keras.Input((features.shape[-1],)), keras.layers.Dense(1, activation="sigmoid")])
     head.compile(optimizer=keras.optimizers.Adam(0.05), loss="binary_crossentropy")
     head.fit(features, labels, epochs=150, batch_size=len(labels), verbose=0)

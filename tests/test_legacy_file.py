@@ -33,7 +33,9 @@ def test_legacy_file_predicts_what_it_predicted_when_saved(legacy):
         p = keras.ops.convert_to_numpy(model(reference["images"]))
     finally:
         preprocessor.quantize_resized = True
-    np.testing.assert_allclose(p, reference["p_dog"], atol=1e-6)
+    # 1e-5: the reference was computed on an Intel Xeon; an AMD EPYC's oneDNN
+    # kernels land up to 2e-6 away from it with the very same weights.
+    np.testing.assert_allclose(p, reference["p_dog"], atol=1e-5)
 
 
 def test_legacy_file_gives_the_pipelines_answer_for_any_photo_size(legacy):
