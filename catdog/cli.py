@@ -132,7 +132,8 @@ def build_parser():
     train.add_argument("--fine-tune-schedule", choices=("constant", "cosine"), default=defaults.fine_tune_schedule, help="stage-2 learning rate: a cosine decay to 0 over stage 2, or constant (default: %(default)s; the recipe before 2026-12-02: constant with --fine-tune-lr 1e-5)")
     train.add_argument("--label-smoothing", type=number, default=defaults.label_smoothing, help="spread this share of each target evenly over the classes (two: 0 and 1 pulled towards 0.5), e.g. 0.1 (default: %(default)s)")
     train.add_argument("--weights", type=weights_choice, default="imagenet", help="imagenet, none, or a backbone weights file (default: imagenet)")
-    train.add_argument("--no-augmentation", action="store_true", help="train without flip/rotation/zoom")
+    train.add_argument("--no-augmentation", action="store_true", help="train without flip/rotation/zoom (and without colour augmentation)")
+    train.add_argument("--no-colour-augmentation", action="store_true", help="augment with flip/rotation/zoom alone, without colour jitter and greyscale (the default until 2026-12-02)")
     train.add_argument("--augment-stage-one", action="store_true", help="augment while only the head trains too (default: only while fine-tuning, which measured better)")
     train.add_argument("--limit", type=integer, help="use at most N training images")
     train.add_argument("--cache", default=defaults.cache, help="keep decoded images between epochs: auto (in memory when under 1 GiB), memory, none, or a file path prefix (default: %(default)s)")
@@ -225,6 +226,7 @@ _FIELD_OPTIONS = {
     "learning_rate": "--lr",
     "fine_tune_learning_rate": "--fine-tune-lr",
     "augmentation": "--no-augmentation",
+    "colour_augmentation": "--no-colour-augmentation",
     "feature_cache": "--no-feature-cache",
 }
 
@@ -266,6 +268,7 @@ def run_train(args):
             label_smoothing=args.label_smoothing,
             weights=args.weights,
             augmentation=not args.no_augmentation,
+            colour_augmentation=not args.no_colour_augmentation,
             augment_stage_one=args.augment_stage_one,
             limit=args.limit,
             cache=args.cache,

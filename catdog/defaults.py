@@ -25,6 +25,12 @@ DEFAULT_FINE_TUNE_LEARNING_RATE = 1e-5
 #: 0.13 points, on the shift suite by 0.02: a tie).
 DEFAULT_FINE_TUNE_SCHEDULE = "cosine"
 DEFAULT_COSINE_FINE_TUNE_LEARNING_RATE = 2e-5
+#: The recipe's colour augmentation while fine-tuning, after flip, rotation
+#: and zoom: Keras core's RandomColorJitter (strength 0.2) and RandomGrayscale
+#: (p 0.1). Chosen the same way, with the cosine (BENCHMARKS.md, candidate
+#: `cosine_colour`). `ImageAugmentation` itself keeps both off: it cannot know
+#: the range of the pixels it gets; the classifier, which does, turns them on.
+DEFAULT_COLOUR_AUGMENTATION = {"color_jitter": 0.2, "grayscale": 0.1}
 
 #: `--distribute` choices (see catdog.training.distribute).
 DISTRIBUTE_NONE, DISTRIBUTE_MIRRORED, DISTRIBUTE_MULTIHOST = "none", "mirrored", "multihost"

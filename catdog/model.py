@@ -12,6 +12,7 @@ import keras
 from keras import ops
 
 from catdog.backbones import DEFAULT_BACKBONE, build_backbone, default_fine_tune_at, preprocessing_for
+from catdog.defaults import DEFAULT_COLOUR_AUGMENTATION
 from catdog.errors import ConfigError
 from catdog.finetune import freeze, resolve_cut, unfreeze_from
 from catdog.folding import folded_forward
@@ -64,9 +65,11 @@ class ImageClassifier(keras.Model):
         weights: `"imagenet"`, a path to a backbone weights file, or `None`
             (random; for a named backbone). Defaults to `"imagenet"`.
         dropout: Dropout rate before the classifier. Defaults to `0.2`.
-        augmentation: `True` for the default photo augmentation, `False` or
-            `None` for none, or a dict of `ImageAugmentation` arguments.
-            Defaults to `True`.
+        augmentation: `True` for the recipe's augmentation (flip, rotation
+            and zoom, plus colour jitter and greyscale where the backbone
+            takes [-1, 1] or 0..255 pixels: `recipe_augmentation`), `False`
+            or `None` for none, or a dict of `ImageAugmentation` arguments
+            (`{}`: flip, rotation and zoom alone). Defaults to `True`.
         augment_stage_one: Augment while only the head trains, too. Defaults
             to `False`.
         fine_tune_at: First backbone layer (index, name or fraction) trained
@@ -146,9 +149,9 @@ class ImageClassifier(keras.Model):
         self.alpha = float(alpha)
         self.weights_source = weights
         self.dropout_rate = float(dropout)
-        self.augmentation_config = _augmentation_kwargs(augmentation)
         self.backbone_name = backbone if isinstance(backbone, str) else None
         self.preprocessing = preprocessing or preprocessing_for(backbone)
+        self.augmentation_config = _augmentation_kwargs(augmentation, self.preprocessing)
 
         self.preprocessor = ImagePreprocessor(self.image_size, mode=self.preprocessing, name="preprocessor")
         self.augmenter = (
@@ -387,9 +390,9 @@ def _global_dtype_policy(name):
         keras.config.set_dtype_policy(previous)
 
 
-def _augmentation_kwargs(augmentation):
+def _augmentation_kwargs(augmentation, mode):
     if augmentation is True:
-        return {}
+        return recipe_augmentation(mode)
     if augmentation is None or augmentation is False:
         return None
     if isinstance(augmentation, dict):
@@ -413,6 +416,17 @@ def probability_matrix(outputs):
 #: range describes every channel (torch and caffe normalise each channel
 #: apart, and caffe swaps to BGR: no colour jitter or greyscale is right there).
 _MODE_RANGES = {"tf": (-1.0, 1.0), "none": (0.0, 255.0)}
+
+
+def recipe_augmentation(mode):
+    """`ImageAugmentation` arguments of `augmentation=True` for a preprocessing mode.
+
+    Flip, rotation and zoom (the layer's defaults) plus the recipe's colour
+    jitter and greyscale (`DEFAULT_COLOUR_AUGMENTATION`) where one value range
+    describes every channel; per-channel normalised backbones (torch, caffe)
+    get the geometric steps alone.
+    """
+    return dict(DEFAULT_COLOUR_AUGMENTATION) if mode in _MODE_RANGES else {}
 
 
 def _colour_range(augmentation, mode):

@@ -1,6 +1,7 @@
 """The seed recipe, spelled out with the library API (no CLI, no hidden steps).
 
-TFDS cats_vs_dogs, 80/20 split, 224x224, flip/rotation/zoom augmentation;
+TFDS cats_vs_dogs, 80/20 split, 224x224, flip/rotation/zoom augmentation
+(plus colour jitter and greyscale: CatDogClassifier's default, chosen on evidence);
 MobileNetV2 pre-trained on ImageNet with a new head; stage 1 trains the head
 (Adam 1e-3, backbone frozen), then FineTuneSwitch unfreezes the backbone from
 layer 100 and fine-tunes with Adam at a rate falling from 2e-5 to 0 on a

@@ -246,6 +246,10 @@ def test_options_override_the_file_and_verbosity_follows_the_terminal(tmp_path, 
     assert args.overwrite is False and args.resume is False  # never from a file
     assert args.verbose == 2  # not from the file: stdout (pytest's) is not a terminal
     assert cli.parse_args(["train", "--out", "o", "--quiet"]).verbose == 0
+    path.write_text(json.dumps({"colour_augmentation": False, "out": "runs/y"}))
+    assert cli.parse_args(["train", "--config", str(path)]).no_colour_augmentation is True
+    assert cli.parse_args(["train", "--out", "o"]).no_colour_augmentation is False
+    assert cli.parse_args(["train", "--out", "o", "--no-colour-augmentation"]).no_colour_augmentation is True
     assert cli.parse_args(["train", "--out", "o", "--verbose", "1"]).verbose == 1
 
     class Terminal(io.StringIO):

@@ -69,7 +69,30 @@ def test_bad_values_are_config_errors_and_one_line_cli_errors(tmp_path, capsys):
     assert_one_line_error(code, err, "--fine-tune-schedule")
 
 
-def test_colour_augmentation_from_keras_core_is_opt_in_and_saves_with_the_model(tmp_path):
+def test_the_classifier_colour_augments_by_default_where_one_range_fits_every_channel():
+    """`augmentation=True` is the recipe's: flip/rotation/zoom, colour jitter 0.2, greyscale 0.1."""
+    from catdog.defaults import DEFAULT_COLOUR_AUGMENTATION
+    from catdog.training.train import _seeded
+
+    assert DEFAULT_COLOUR_AUGMENTATION == {"color_jitter": 0.2, "grayscale": 0.1}
+    model = tiny_model()
+    assert model.augmentation_config == DEFAULT_COLOUR_AUGMENTATION
+    assert [type(step).__name__ for step in model.augmenter.colour_steps] == ["RandomColorJitter", "RandomGrayscale"]
+    assert model.augmenter.value_range == (-1.0, 1.0) and len(model.augmenter.steps) == 3
+    raw = catdog.ImageClassifier(class_names=2, image_size=32, alpha=0.35, weights=None, preprocessing="none")
+    assert raw.augmenter.value_range == (0.0, 255.0) and raw.augmenter.color_jitter == 0.2
+    # per-channel normalised pixels: the geometric steps alone, not an error
+    caffe = catdog.ImageClassifier(class_names=2, image_size=32, alpha=0.35, weights=None, preprocessing="caffe")
+    assert caffe.augmenter.colour_steps == [] and len(caffe.augmenter.steps) == 3
+    assert tiny_model(augmentation={}).augmenter.colour_steps == []  # the former default, spelled out
+    # catdog train: the run's seed goes with it; --no-colour-augmentation leaves flip/rotation/zoom
+    assert _seeded(catdog.TrainConfig(seed=7), "tf") == {"seed": 7, "color_jitter": 0.2, "grayscale": 0.1}
+    assert _seeded(catdog.TrainConfig(seed=7), "caffe") == {"seed": 7}
+    assert _seeded(catdog.TrainConfig(seed=7, colour_augmentation=False), "tf") == {"seed": 7}
+    assert _seeded(catdog.TrainConfig(augmentation=False), "tf") is False
+
+
+def test_colour_augmentation_from_keras_core_is_off_in_the_layer_and_saves_with_the_model(tmp_path):
     images = np.random.default_rng(0).uniform(-1, 1, (4, 32, 32, 3)).astype("float32")
     plain = catdog.ImageAugmentation(seed=1)
     assert plain.colour_steps == [] and plain.get_config()["color_jitter"] == 0.0

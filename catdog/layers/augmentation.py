@@ -41,9 +41,10 @@ class ImageAugmentation(keras.layers.Layer):
             saturation factor 0.5 +/- s/2 (0.5 keeps it); 0 = off. Defaults to
             `0.0`.
         grayscale: Probability of Keras core's `RandomGrayscale`; 0 = off.
-            Defaults to `0.0`. Both colour steps are off by default: they add
-            steps (and random draws) only when asked for, so the default
-            augmentation is unchanged.
+            Defaults to `0.0`. Both colour steps are off in this layer by
+            default, since it cannot know the range of the pixels it gets;
+            catdog's classifier, which does, turns them on
+            (`augmentation=True`: jitter 0.2, greyscale 0.1).
         value_range: The range of the pixel values this layer receives, which
             the colour steps need (the geometric ones do not): `(-1, 1)` after
             `ImagePreprocessor(mode="tf")`, `(0, 255)` after `mode="none"`.

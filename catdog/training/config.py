@@ -61,7 +61,12 @@ class TrainConfig:
             Defaults to `"MobileNetV2"`.
         alpha: Width multiplier of a MobileNet backbone. Defaults to `1.0`.
         dropout: Dropout rate before the head. Defaults to `0.2`.
-        augmentation: Augment photos while fine-tuning. Defaults to `True`.
+        augmentation: Augment photos while fine-tuning (flip, rotation,
+            zoom). Defaults to `True`.
+        colour_augmentation: With `augmentation`, jitter colours and turn
+            one photo in ten grey too (`DEFAULT_COLOUR_AUGMENTATION`; skipped
+            for backbones fed per-channel normalised pixels). Defaults to
+            `True`.
         augment_stage_one: Augment during stage 1 too. Defaults to `False`.
         limit: Use at most this many training images. Defaults to `None`
             (all).
@@ -125,6 +130,8 @@ class TrainConfig:
     alpha: float = 1.0
     dropout: float = 0.2
     augmentation: bool = True
+    #: with augmentation: colour jitter and greyscale too (catdog.defaults.DEFAULT_COLOUR_AUGMENTATION)
+    colour_augmentation: bool = True
     #: augment during stage 1 too (by default only while fine-tuning; see CatDogClassifier)
     augment_stage_one: bool = False
     limit: int | None = None

@@ -27,7 +27,11 @@ COMMAND_LINE_ONLY = ("overwrite", "resume", "verbose")
 #: TrainConfig key -> the train command's argument (dest), where they differ.
 _DESTS = {"learning_rate": "lr", "fine_tune_learning_rate": "fine_tune_lr"}
 #: Keys whose option says the opposite (`augmentation: false` is `--no-augmentation`).
-_NEGATED = {"augmentation": "no_augmentation", "feature_cache": "no_feature_cache"}
+_NEGATED = {
+    "augmentation": "no_augmentation",
+    "colour_augmentation": "no_colour_augmentation",
+    "feature_cache": "no_feature_cache",
+}
 
 
 def read_config_file(path):

@@ -30,7 +30,8 @@ from catdog.data.sources import load_splits
 from catdog.training.epoch_log import EpochLogLine
 from catdog.training.feature_cache import StageOneFeatureCache
 from catdog.errors import TrainingDiverged
-from catdog.model import CAT_DOG, CatDogClassifier, ImageClassifier
+from catdog.backbones import preprocessing_for
+from catdog.model import CAT_DOG, CatDogClassifier, ImageClassifier, recipe_augmentation
 from catdog.names import escape
 from catdog.evaluation.figures import plot_training_curves
 from catdog.training.run_report import write_run_report
@@ -236,7 +237,7 @@ def _train(config, callbacks, distributor, started):
                 alpha=config.alpha,
                 weights=config.weights,
                 dropout=config.dropout,
-                augmentation=_seeded(config.augmentation, config.seed),
+                augmentation=_seeded(config, preprocessing_for(config.backbone)),
                 augment_stage_one=config.augment_stage_one,
                 fine_tune_at=config.fine_tune_at,
                 mixed_precision=config.mixed_precision,
@@ -349,11 +350,12 @@ def _as_dict(point):
     return dataclasses.asdict(point) if point is not None else None
 
 
-def _seeded(augmentation, seed):
-    """The model's augmentation arguments with the run's seed."""
+def _seeded(config, mode):
+    """The model's augmentation arguments, with the run's seed."""
+    augmentation, seed = config.augmentation, config.seed
     if augmentation is True:
-        return {"seed": seed}
-    if isinstance(augmentation, dict):
+        return {"seed": seed, **(recipe_augmentation(mode) if config.colour_augmentation else {})}
+    if isinstance(augmentation, dict):  # ImageAugmentation's arguments (benchmarks/recipes.py)
         return {"seed": seed, **augmentation}
     return augmentation
 
