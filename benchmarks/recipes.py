@@ -50,18 +50,21 @@ DEFAULT_SHIFT_LIMIT = 500
 #: recipe; "model_of": evaluate that candidate's models instead of training
 #: (same seed); "tta": mirror-image averaging at evaluation; "tutorial": the
 #: TensorFlow tutorial's own pipeline, model and 10 + 10 epochs.
-#: The default changed on 2026-12-02 (stage 2's constant 1e-5 -> a cosine
-#: from 2e-5, the winner here); the candidates measured before then pin the
-#: former default's constant rate, so their rows stay what was measured.
-FORMER = {"fine_tune_schedule": "constant", "fine_tune_learning_rate": 1e-5}
+#: The default changed twice on 2026-12-02, each time to the sweep's winner:
+#: stage 2's constant 1e-5 -> a cosine from 2e-5, then colour augmentation
+#: added. The candidates measured before each change pin what the default
+#: was then (FORMER, COSINE), so their rows stay what was measured.
+FORMER = {"fine_tune_schedule": "constant", "fine_tune_learning_rate": 1e-5, "colour_augmentation": False}
+COSINE = {"colour_augmentation": False}
+COLOUR = {"color_jitter": 0.2, "grayscale": 0.1}
 CANDIDATES = {
-    "default": {"config": {}, "about": "catdog's default since 2026-12-02: 3 head epochs, then 3 fine-tuning epochs with the rate falling from 2e-5 to 0 on a cosine (a mean of 1e-5), augmentation while fine-tuning"},
-    "constant_stage2": {"config": {**FORMER}, "about": "the default until 2026-12-02: the same with a constant stage-2 rate of 1e-5 (`--fine-tune-schedule constant --fine-tune-lr 1e-5`)"},
+    "default": {"config": {}, "about": "catdog's default since 2026-12-02: 3 head epochs, then 3 fine-tuning epochs with the rate falling from 2e-5 to 0 on a cosine (a mean of 1e-5), augmenting while fine-tuning with flip, rotation and zoom plus Keras core's RandomColorJitter (0.2) and RandomGrayscale (0.1); measured as `cosine_colour`, the two winners of the sweep together"},
+    "cosine_stage2": {"config": {**COSINE}, "about": "the default for part of 2026-12-02: the same without colour augmentation (`--no-colour-augmentation`)"},
+    "constant_stage2": {"config": {**FORMER}, "about": "the default until 2026-12-02: flip, rotation and zoom, and a constant stage-2 rate of 1e-5 (`--no-colour-augmentation --fine-tune-schedule constant --fine-tune-lr 1e-5`)"},
     "augment_both_stages": {"config": {**FORMER, "augment_stage_one": True}, "about": "augmentation in stage 1 too (`--augment-stage-one`, an earlier default; no stage-1 feature cache), constant stage-2 rate"},
     "label_smoothing": {"config": {**FORMER, "label_smoothing": 0.1}, "about": "label smoothing 0.1 (`--label-smoothing 0.1`), constant stage-2 rate"},
     "stage2_6_epochs": {"config": {**FORMER, "fine_tune_epochs": 6}, "about": "6 fine-tuning epochs instead of 3 (`--fine-tune-epochs 6`), constant stage-2 rate"},
-    "colour_augmentation": {"config": {**FORMER, "augmentation": {"color_jitter": 0.2, "grayscale": 0.1}}, "about": "flip, rotation and zoom plus Keras core's RandomColorJitter (strength 0.2) and RandomGrayscale (p 0.1) while fine-tuning (`TrainConfig(augmentation={\"color_jitter\": 0.2, \"grayscale\": 0.1})`), constant stage-2 rate"},
-    "cosine_colour": {"config": {"augmentation": {"color_jitter": 0.2, "grayscale": 0.1}}, "about": "the default's cosine stage 2 with `colour_augmentation`'s RandomColorJitter (0.2) and RandomGrayscale (0.1) while fine-tuning: the two winners together"},
+    "colour_augmentation": {"config": {**FORMER, "augmentation": COLOUR}, "about": "flip, rotation and zoom plus Keras core's RandomColorJitter (strength 0.2) and RandomGrayscale (p 0.1) while fine-tuning, constant stage-2 rate"},
     "mirror_tta": {"model_of": "constant_stage2", "tta": True, "about": "the former default's models (`constant_stage2`), each prediction averaged with the mirror image's (`evaluate --tta`)"},
     "tutorial": {"tutorial": True, "about": "the TensorFlow transfer-learning tutorial: its pipeline and model, Adam 1e-4 for 10 epochs, then RMSprop 1e-5 from layer 100 for 10"},
 }
