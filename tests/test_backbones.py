@@ -15,10 +15,11 @@ import catdog
 from catdog.backbones import BACKBONES, get_spec, preprocessing_for, spec_of_model
 from test_finetune import calibrate
 
-#: Over 20 s each on 2 shared cores: left out by -m "not slow" (make test runs them).
+#: Over 15 s each on 2 shared cores: marked slow, so `make test-slow` runs them, not `make test`.
 HEAVY = {
     "EfficientNetB1", "EfficientNetB2", "EfficientNetB3", "EfficientNetV2B1", "EfficientNetV2B2",
     "EfficientNetV2B3", "EfficientNetV2S", "ResNet50", "ResNet50V2", "ConvNeXtTiny", "DenseNet121",
+    "EfficientNetV2B0", "MobileNetV3Large",  # their families stay in the default suite (B0, V3Small)
 }
 
 

@@ -47,6 +47,7 @@ def assert_one_line_error(result, *fragments):
         assert fragment in lines[0]
 
 
+@pytest.mark.slow  # a long run whose path the default suite also takes: `make test-slow` (keeps `make test` near 10 minutes)
 def test_train_writes_the_run_folder(tmp_path):
     data = write_photo_folder(tmp_path / "photos", per_class=5)
     out = tmp_path / "run"
@@ -132,6 +133,7 @@ def test_evaluate_with_tta_writes_files_whose_numbers_match_the_json(trained_mod
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow  # a long run whose path the default suite also takes: `make test-slow` (keeps `make test` near 10 minutes)
 def test_predict_explain_writes_one_heat_map_figure_per_image(trained_model_file, tmp_path):
     photos = write_photo_folder(tmp_path / "p", per_class=2)
     (photos / "dogs" / "broken.jpg").write_text("nope")

@@ -148,6 +148,7 @@ def test_tflite_float32_parity(tflite_float32, parity):
     assert_float_parity(runner, parity)
 
 
+@pytest.mark.slow  # a long run whose path the default suite also takes: `make test-slow` (keeps `make test` near 10 minutes)
 def test_tflite_float16_agrees_and_is_smaller(saved_model, tflite_float32, parity, tmp_path):
     path = tmp_path / "model16.tflite"
     path.write_bytes(export.tflite_from_saved_model(saved_model.path, "float16"))
@@ -168,6 +169,7 @@ def test_tflite_int8_calibrated_on_photos_agrees(saved_model, tflite_float32, pa
     assert_label_agreement(runner, parity)
 
 
+@pytest.mark.slow  # a long run whose path the default suite also takes: `make test-slow` (keeps `make test` near 10 minutes)
 @has_onnx
 def test_cli_exports_onnx_that_onnxruntime_runs_at_parity(parity, tmp_path):
     import onnxruntime
@@ -309,6 +311,7 @@ def test_savedmodel_bytes_signature_matches_catdog_predict(saved_model, parity, 
     np.testing.assert_allclose(p_dog, [expected[f] for f in files], atol=1e-5)
 
 
+@pytest.mark.slow  # a long run whose path the default suite also takes: `make test-slow` (keeps `make test` near 10 minutes)
 def test_an_exported_three_class_model_predicts_one_row_of_probabilities_per_image(tmp_path):
     """N classes: (n, N) probabilities that sum to 1, equal to the model's, not a flattened vector.
 

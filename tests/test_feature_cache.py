@@ -82,6 +82,7 @@ def test_augmented_training_batches_are_never_served_from_the_cache():
     assert cache.last_counts == {"misses": N_VAL, "hits": N_VAL, "stored": N_VAL}
 
 
+@pytest.mark.slow  # a long run whose path the default suite also takes: `make test-slow` (keeps `make test` near 10 minutes)
 def test_a_full_cache_computes_what_does_not_fit(uncached):
     cache = StageOneFeatureCache(capacity=N_TRAIN // 2)
     cached, cached_history, _ = _fit(2, cache)
@@ -105,6 +106,7 @@ def test_no_cache_where_it_cannot_be_used():
     assert "hook" in cache.why_not(keras.Sequential([keras.layers.Dense(1)]))
 
 
+@pytest.mark.slow  # a long run whose path the default suite also takes: `make test-slow` (keeps `make test` near 10 minutes)
 def test_train_gives_the_same_run_with_and_without_the_feature_cache(tmp_path):
     # stage 1 only: what comes after the switch is the same code with or without it
     data = write_photo_folder(tmp_path / "photos", per_class=5)

@@ -419,6 +419,7 @@ def one_answer(tmp_path_factory):
     return {"root": root, "paths": paths, "path": root / "model.keras", "pixels": pixels}
 
 
+@pytest.mark.slow  # a long run whose path the default suite also takes: `make test-slow` (keeps `make test` near 10 minutes)
 def test_11_every_entry_point_gives_one_answer_per_photo(one_answer):
     import keras
 

@@ -188,6 +188,7 @@ def test_history_csv_holds_what_history_json_holds(first_run):
         assert {k: float(v) for k, v in row.items()} == {k: pytest.approx(float(v)) for k, v in record.items()}
 
 
+@pytest.mark.slow  # a long run whose path the default suite also takes: `make test-slow` (keeps `make test` near 10 minutes)
 def test_rerunning_config_json_reproduces_the_run_in_another_folder(first_run, with_tfds, tmp_path):
     import keras
 

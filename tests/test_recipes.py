@@ -33,6 +33,7 @@ def raw_photos(count, size=(61, 47)):
     return rng.integers(0, 256, (count, *size, 3)).astype("uint8")
 
 
+@pytest.mark.slow  # a long run whose path the default suite also takes: `make test-slow` (keeps `make test` near 10 minutes)
 def test_cats_vs_dogs_recipe_trains_saves_and_the_file_predicts_on_raw_photos(tmp_path):
     photos = write_photo_folder(tmp_path / "photos", per_class=8)
     out = tmp_path / "run"
