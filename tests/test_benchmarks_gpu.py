@@ -17,8 +17,18 @@ pytestmark = pytest.mark.skipif(
     __import__("importlib.util").util.find_spec("jax") is None, reason='needs JAX (pip install "catdog[jax]")'
 )
 
+# TensorFlow made unimportable the way a machine without it is: a finder that
+# answers ModuleNotFoundError, and no "tensorflow" key in sys.modules. The
+# shortcut sys.modules["tensorflow"] = None is not that: Keras' in_tf_graph()
+# sees the key, takes TensorFlow for imported, and its random layers (colour
+# jitter, greyscale) then break JAX's stage switch, which no real machine does.
 WITHOUT_TENSORFLOW = (
-    "import runpy, sys; sys.modules['tensorflow'] = None; sys.argv = sys.argv[1:]; "
+    "import importlib.abc, runpy, sys\n"
+    "class NoTensorFlow(importlib.abc.MetaPathFinder):\n"
+    "    def find_spec(self, name, path, target=None):\n"
+    "        if name.split('.')[0] == 'tensorflow':\n"
+    "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+    "sys.meta_path.insert(0, NoTensorFlow()); sys.argv = sys.argv[1:]\n"
     "runpy.run_path(sys.argv[0], run_name='__main__')"
 )
 
