@@ -190,7 +190,7 @@ def run_one(name, seed, p, data, work, results, args):
         "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
         "load_average": _load_average(),
         # Sessions land on different machines: fit times compare only within one CPU.
-        "cpu": common.machine()["cpu"],
+        "cpu": results["machine"]["cpu"],
     }
 
 
@@ -311,7 +311,7 @@ def _cpu_caveat(runs):
         " **The fit times come from more than one machine** ("
         + (", ".join(named) if named else "")
         + ("; " if named and None in cpus else "")
-        + ("runs before 2026-12-02 12:00 did not record theirs" if None in cpus else "")
+        + ("some runs did not record theirs" if None in cpus else "")
         + "; the per-seed table names each run's): compare them, and the ratios to the tutorial, "
         "only between runs of one CPU."
     )

@@ -38,6 +38,7 @@ def test_quick_run_trains_evaluates_and_resumes(tmp_path):
     assert len(default["robustness"]["shifts"]) == 20 and default["robustness"]["tta"] is False
     assert tta["robustness"]["tta"] is True and tta["fit_seconds"] == former["fit_seconds"]  # same models
     assert default["val_accuracy"] == default["robustness"]["clean_accuracy"]
+    assert default["cpu"] == former["cpu"] == results["machine"]["cpu"]  # each run names its machine
     text = (tmp_path / "recipes.md").read_text()
     assert text.startswith("## Recipes over seeds") and "| default | 0 |" in text
 
